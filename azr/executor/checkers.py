@@ -1,0 +1,136 @@
+"""Literal values across the sandbox boundary, and the answer checkers of the three task types.
+
+Values travel as ``repr`` text and are read back with ``ast.literal_eval`` (never ``eval``);
+equality is Python ``==`` on the parsed values (SPEC §3). Inputs are argument lists written
+the CRUXEval way: ``"(1, ), (1, ), (1, 2)"`` is a call with three arguments.
+
+Checkers (SPEC §1 step 4):
+  * deduction: predicted output == gold output, as values (pure, no execution);
+  * abduction: ``f(predicted_input)`` == gold output, executed in the sandbox;
+  * induction: the predicted program reproduces every held-out output, executed in the sandbox.
+The sandbox-backed checkers take batches, so that one training step is one ``run_many``.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any, NamedTuple, Sequence
+
+from azr.executor.sandbox import Job, SandboxPool
+
+_PARSE_ERRORS = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, AttributeError)
+MAX_LITERAL_CHARS = 100_000
+
+
+class Parsed(NamedTuple):
+    ok: bool
+    value: Any = None
+
+
+def parse_literal(text: str | None) -> Parsed:
+    """Parse one Python literal; ``Parsed(False)`` for anything that is not a literal."""
+    if text is None or len(text) > MAX_LITERAL_CHARS:
+        return Parsed(False)
+    try:
+        return Parsed(True, ast.literal_eval(text.strip()))
+    except _PARSE_ERRORS:
+        return Parsed(False)
+
+
+def parse_args(text: str | None) -> Parsed:
+    """Parse a call's argument list (``"1, 'a'"`` or ``"(1, ), (1, 2)"``) into a tuple of values."""
+    node = _call_node(text)
+    if node is None or node.keywords:
+        return Parsed(False)
+    try:
+        return Parsed(True, tuple(ast.literal_eval(a) for a in node.args))
+    except _PARSE_ERRORS:
+        return Parsed(False)
+
+
+def _call_node(text: str | None) -> ast.Call | None:
+    if text is None or len(text) > MAX_LITERAL_CHARS:
+        return None
+    try:
+        node = ast.parse(call_expr(text), mode="eval").body
+    except _PARSE_ERRORS:
+        return None
+    return node if isinstance(node, ast.Call) else None
+
+
+def input_ok(text: str | None, literal_only: bool = True) -> bool:
+    """Is `text` an acceptable argument list? Literal values only (the training rule), or, with
+    ``literal_only=False``, any argument expressions that pass the static ban list (CRUXEval's
+    reference semantics: a few of its inputs are expressions such as ``'a' * 20``)."""
+    if literal_only:
+        return parse_args(text).ok
+    from azr.executor.validate import banned_usage
+
+    node = _call_node(text)
+    return node is not None and banned_usage(node) is None
+
+
+def call_expr(args_text: str) -> str:
+    """The call the sandbox evaluates for an input: ``f(<args>)``."""
+    return f"f({args_text.strip()}\n)"
+
+
+def values_equal(a: str | None, b: str | None) -> bool:
+    """True iff both texts are literals and their values are ``==``."""
+    pa, pb = parse_literal(a), parse_literal(b)
+    if not (pa.ok and pb.ok):
+        return False
+    try:
+        return bool(pa.value == pb.value)
+    except _PARSE_ERRORS:
+        return False
+
+
+def check_deduction(predicted_output: str | None, gold_output: str) -> bool:
+    """Deduction: the predicted output equals the gold output as Python values."""
+    return values_equal(predicted_output, gold_output)
+
+
+class AbductionCheck(NamedTuple):
+    program: str
+    predicted_input: str | None
+    gold_output: str
+
+
+class InductionCheck(NamedTuple):
+    program: str | None
+    inputs: Sequence[str]
+    outputs: Sequence[str]
+
+
+def check_abduction_many(pool: SandboxPool, items: Sequence[AbductionCheck], literal_only: bool = True) -> list[bool]:
+    """Abduction: ``f(predicted_input) == gold_output``. An input that fails :func:`input_ok`
+    is wrong and never runs."""
+    runnable = [i for i, it in enumerate(items) if input_ok(it.predicted_input, literal_only)]
+    results = pool.run_many([Job(items[i].program, call_expr(items[i].predicted_input)) for i in runnable])
+    verdict = [False] * len(items)
+    for i, res in zip(runnable, results):
+        verdict[i] = res.ok and values_equal(res.value, items[i].gold_output)
+    return verdict
+
+
+def check_induction_many(pool: SandboxPool, items: Sequence[InductionCheck]) -> list[bool]:
+    """Induction: the predicted program passes the static checks and reproduces every held-out
+    output. All programs' runs go to the pool as one batch."""
+    from azr.executor.validate import static_check
+
+    jobs, owner = [], []
+    for i, it in enumerate(items):
+        if it.program is None or not it.inputs or static_check(it.program) is not None:
+            continue
+        if not all(parse_args(x).ok for x in it.inputs):
+            continue
+        for x, y in zip(it.inputs, it.outputs):
+            jobs.append(Job(it.program, call_expr(x)))
+            owner.append((i, y))
+    verdict = [bool(it.inputs) and it.program is not None for it in items]
+    ran = {i for i, _ in owner}
+    verdict = [v and i in ran for i, v in enumerate(verdict)]
+    for (i, gold), res in zip(owner, pool.run_many(jobs)):
+        verdict[i] = verdict[i] and res.ok and values_equal(res.value, gold)
+    return verdict

@@ -1,0 +1,149 @@
+"""Task validation (SPEC §1 step 2 and §3): is a proposed (program, input) a usable task?
+
+A task is valid when the program parses, defines exactly one top-level ``f`` (helpers inside
+``f`` are fine; module-level constants and imports are kept, SPEC §2), uses nothing banned,
+and ``f(input)`` runs without error within the limit, twice with equal results (determinism),
+producing a Python literal. Every failure comes back as a :class:`Validation` whose ``reason``
+is an :class:`InvalidReason`; nothing here raises on bad programs.
+
+The static checks are a first filter for honest mistakes and the paper's task hygiene; they
+are *not* the security boundary (the sandbox is: ``().__class__.__subclasses__()`` and friends
+walk around any AST ban list).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Sequence
+
+from azr.executor.checkers import call_expr, input_ok, parse_literal
+from azr.executor.sandbox import Job, SandboxPool, Status
+
+# The one place the ban list lives. SPEC §3: the reference list, then ours.
+BANNED_MODULES = frozenset(
+    "logging random multiprocessing pebble subprocess threading datetime time hashlib hmac bcrypt calendar "
+    "os sys shutil socket ctypes importlib".split()
+)
+BANNED_NAMES = frozenset({"open", "eval", "exec", "__import__", "input", "compile", "breakpoint", "globals", "vars"})
+"""Builtins a task may not use (unless the program binds the name itself, e.g. ``def f(input)``)."""
+BANNED_ATTRIBUTES = frozenset({"__subclasses__", "__globals__", "__builtins__", "__code__", "__import__"})
+
+
+class InvalidReason(StrEnum):
+    SYNTAX = "syntax"
+    NO_FUNCTION = "no_function"
+    MULTIPLE_FUNCTIONS = "multiple_functions"
+    BANNED = "banned"
+    BAD_INPUT = "bad_input"
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    CRASHED = "crashed"
+    NONDETERMINISTIC = "nondeterministic"
+    NOT_LITERAL = "not_literal"
+
+
+@dataclass(frozen=True)
+class Validation:
+    reason: InvalidReason | None
+    """None when the task is valid."""
+    output: str | None = None
+    """The gold output (``repr`` text) of a valid task."""
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+_STATUS_REASON = {
+    Status.ERROR: InvalidReason.RUNTIME_ERROR,
+    Status.TIMEOUT: InvalidReason.TIMEOUT,
+    Status.MEMORY: InvalidReason.MEMORY,
+    Status.KILLED: InvalidReason.CRASHED,
+}
+
+
+def banned_usage(tree: ast.AST) -> str | None:
+    bound: set[str] = set()
+    used: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in BANNED_MODULES:
+                    return f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom):
+            if (node.module or "").split(".")[0] in BANNED_MODULES:
+                return f"from {node.module} import ..."
+        elif isinstance(node, ast.Attribute) and node.attr in BANNED_ATTRIBUTES:
+            return f"attribute {node.attr}"
+        elif isinstance(node, ast.Name):
+            (bound.add if isinstance(node.ctx, (ast.Store, ast.Del)) else used.append)(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+    for name in used:
+        if (name in BANNED_NAMES or name in BANNED_MODULES) and name not in bound:
+            return f"name {name}"
+    return None
+
+
+def static_check(program: str) -> tuple[InvalidReason, str] | None:
+    """The checks that need no execution; None when they pass."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+        return InvalidReason.SYNTAX, f"{type(e).__name__}: {e}"
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    fs = [n for n in defs if isinstance(n, ast.FunctionDef) and n.name == "f"]
+    if not fs:
+        return InvalidReason.NO_FUNCTION, "no top-level `def f`"
+    if len(defs) > 1:
+        return InvalidReason.MULTIPLE_FUNCTIONS, "top-level definitions: " + ", ".join(n.name for n in defs)
+    banned = banned_usage(tree)
+    if banned:
+        return InvalidReason.BANNED, banned
+    return None
+
+
+def validate_many(
+    pool: SandboxPool, tasks: Sequence[tuple[str, str]], runs: int = 2, literal_inputs: bool = True
+) -> list[Validation]:
+    """Validate (program, input) pairs; executions go to the pool as one batch.
+
+    The determinism check runs the program `runs` times, each from fresh globals, in the
+    task's own jailed child, and requires equal values. Proposed inputs must be literal
+    argument lists; ``literal_inputs=False`` accepts argument expressions (see ``input_ok``).
+    """
+    out: list[Validation | None] = [None] * len(tasks)
+    to_run = []
+    for i, (program, inp) in enumerate(tasks):
+        bad = static_check(program)
+        if bad:
+            out[i] = Validation(*bad)
+        elif not input_ok(inp, literal_inputs):
+            out[i] = Validation(InvalidReason.BAD_INPUT, detail=f"input is not a literal argument list: {inp[:200]!r}")
+        else:
+            to_run.append(i)
+    results = pool.run_many([Job(tasks[i][0], call_expr(tasks[i][1]), repeat=runs) for i in to_run])
+    for i, res in zip(to_run, results):
+        out[i] = _judge(res)
+    return out  # type: ignore[return-value]
+
+
+def _judge(res) -> Validation:
+    if not res.ok:
+        return Validation(_STATUS_REASON[res.status], detail=res.error)
+    parsed = [parse_literal(v) for v in res.values]
+    if not parsed[0].ok:
+        return Validation(InvalidReason.NOT_LITERAL, detail=f"output is not a literal: {res.values[0][:200]}")
+    if any(not p.ok or p.value != parsed[0].value for p in parsed[1:]):
+        return Validation(InvalidReason.NONDETERMINISTIC, detail=" != ".join(v[:100] for v in res.values))
+    return Validation(None, output=res.values[0])
+
+
+def validate(pool: SandboxPool, program: str, inp: str, runs: int = 2, literal_inputs: bool = True) -> Validation:
+    return validate_many(pool, [(program, inp)], runs, literal_inputs)[0]
