@@ -151,22 +151,33 @@ def _run_job(job: dict, cfg: dict, workdir: str, devnull: int) -> dict:
         _child(job, cfg, workdir, wfd, devnull)
     os.close(wfd)
     deadline = t0 + float(job["timeout_s"]) * job["repeat"]
-    buf, timed_out, too_big = bytearray(), False, False
-    while True:
+    # Watch the child itself too: a grandchild holding the pipe open must not delay the result.
+    pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+    watch = [rfd] if pidfd is None else [rfd, pidfd]
+    os.set_blocking(rfd, False)
+    buf, timed_out, too_big, done = bytearray(), False, False, False
+    while not done:
         left = deadline - time.perf_counter()
         if left <= 0:
             timed_out = True
             break
-        ready, _, _ = select.select([rfd], [], [], left)
-        if not ready:
-            continue
-        chunk = os.read(rfd, 1 << 16)
-        if not chunk:
-            break
-        buf += chunk
-        if len(buf) > _MAX_RESULT_BYTES:
-            too_big = True
-            break
+        ready, _, _ = select.select(watch, [], [], left)
+        exited = pidfd is not None and pidfd in ready
+        while rfd in ready or exited:  # drain what is there; after exit, drain everything
+            try:
+                chunk = os.read(rfd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                done = True
+                break
+            buf += chunk
+            if len(buf) > _MAX_RESULT_BYTES:
+                too_big = done = True
+                break
+        done = done or exited
+    if pidfd is not None:
+        os.close(pidfd)
     os.close(rfd)
     if timed_out or too_big:
         for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
@@ -181,6 +192,8 @@ def _run_job(job: dict, cfg: dict, workdir: str, devnull: int) -> dict:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
         pass
+    if cfg["max_processes"] > 1 and cfg["uid"] is not None:
+        _kill_uid(cfg["uid"])  # forks were allowed: a setsid'd grandchild may have left the group
     _reset_workdir(workdir, cfg)
     res = {"id": job["id"], "status": "error", "value": None, "error": "", "stdout": "", "stderr": "",
            "duration_s": duration}
@@ -204,6 +217,19 @@ def _run_job(job: dict, cfg: dict, workdir: str, devnull: int) -> dict:
             code = os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else -1
             res.update(status="error", value=None, error=f"process exited (code {code}) without a result")
     return res
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process of the job's uid: a helper drops to that uid and signals -1."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def _reset_workdir(workdir: str, cfg: dict) -> None:

@@ -172,12 +172,12 @@ def _launch_modes(cfg: SandboxConfig) -> list[_LaunchMode]:
         base = [unshare, "--net", "--pid", "--fork", "--kill-child", "--mount"]
         if not root:
             base[1:1] = ["--user", "--map-root-user"]
-        modes.append(_LaunchMode("namespaces", tuple(base), tmpfs=True, chroot=jail, drop_uid=root and jail,
+        modes.append(_LaunchMode("namespaces", tuple(base), tmpfs=True, chroot=jail, drop_uid=root,
                                  netns=True, pidns=True))
         net_only = [unshare, "--net"] if root else [unshare, "--user", "--map-root-user", "--net"]
-        modes.append(_LaunchMode("netns-only", tuple(net_only), tmpfs=False, chroot=jail, drop_uid=root and jail,
+        modes.append(_LaunchMode("netns-only", tuple(net_only), tmpfs=False, chroot=jail, drop_uid=root,
                                  netns=True, pidns=False))
-    modes.append(_LaunchMode("plain", (), tmpfs=False, chroot=root and jail, drop_uid=root and jail,
+    modes.append(_LaunchMode("plain", (), tmpfs=False, chroot=root and jail, drop_uid=root,
                              netns=False, pidns=False))
     return modes
 
