@@ -1,0 +1,130 @@
+"""All prompt text of self-play, as module constants (SPEC §2).
+
+Prompts are the *user message*; the policy layer applies the model's chat template. They ask
+for ``<think>…</think>`` then ``<answer>…</answer>``, and they show that format by example:
+the embedded SmolLM2-135M only follows it when it sees it (SPEC §6). Propose prompts show the
+K references as complete example answers; solve prompts carry one fixed worked example.
+
+Every program, input, output and message is rendered by the same ``render_*`` functions in
+every prompt, so a reference looks exactly like the answer it asks for. Prompts are short on
+purpose: on CPU every prompt token costs generation time.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+FENCE = "```"
+
+PROGRAM_BLOCK = FENCE + "python\n{}\n" + FENCE
+INPUT_BLOCK = FENCE + "input\n{}\n" + FENCE
+OUTPUT_BLOCK = FENCE + "output\n{}\n" + FENCE
+MESSAGE_BLOCK = FENCE + "message\n{}\n" + FENCE
+ANSWER = "<answer>\n{}\n</answer>"
+EXAMPLE_HEADER = "Example {}:"
+
+FORMAT_LINE = "First think inside <think> </think>, then give your answer inside <answer> </answer>, exactly as in the example{s}."
+
+RULES = (
+    "Rules: define exactly one function `f` (helpers go inside it); it must be deterministic; "
+    "no imports of random, time, os or sys; no files, printing or network. "
+    "The input is the arguments of `f`: Python literals separated by commas."
+)
+
+DEDUCTION_PROPOSE = (
+    "Write a new Python function `f` and an input for it. The puzzle: predict the output of `f` "
+    "from its code and the input. Make it different from the examples and not trivial.\n"
+    "{rules}\n\n{examples}\n\nNow write a new one. {format_line}"
+)
+
+ABDUCTION_PROPOSE = (
+    "Write a new Python function `f` and an input for it. The puzzle: from the code of `f` and "
+    "its output, find an input that produces it. Make it different from the examples and not trivial.\n"
+    "{rules}\n\n{examples}\n\nNow write a new one. {format_line}"
+)
+
+INDUCTION_PROPOSE = (
+    "Write {n} different inputs for the function `f` below, and a message that says what `f` does. "
+    "The puzzle: from the message and half of the inputs with their outputs, write `f`. "
+    "Each input is the arguments of `f` (Python literals separated by commas) in its own input block.\n\n"
+    "{examples}\n\nNow this one:\n{program}\n\n{format_line}"
+)
+
+DEDUCTION_SOLVE = (
+    "Predict the output of the function `f` for the input. Answer with the output as a Python literal.\n\n"
+    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
+)
+
+ABDUCTION_SOLVE = (
+    "Find an input of the function `f` that produces the output. Answer with the input: "
+    "the arguments of `f` as Python literals separated by commas.\n\n"
+    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
+)
+
+INDUCTION_SOLVE = (
+    "Write the Python function `f` described by the message that maps each input to its output. "
+    "Answer with the code of `f`.\n\n"
+    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
+)
+
+# The fixed worked example of the solve prompts: small, multi-argument (so the abduction
+# answer shows a comma-separated argument list), and not the identity seed.
+SOLVE_EXAMPLE_PROGRAM = "def f(a, b):\n    return a + 2 * b"
+SOLVE_EXAMPLE_INPUT = "1, 3"
+SOLVE_EXAMPLE_OUTPUT = "7"
+SOLVE_EXAMPLE_INDUCTION_PAIRS = (("1, 3", "7"), ("0, 5", "10"), ("-2, 1", "0"))
+SOLVE_EXAMPLE_MESSAGE = "Add a and twice b."
+DEDUCTION_SOLVE_THINK = "a + 2 * b = 1 + 6 = 7"
+ABDUCTION_SOLVE_THINK = "I need a + 2 * b = 7; a = 1, b = 3 works."
+INDUCTION_SOLVE_THINK = "1 + 2 * 3 = 7 and 0 + 2 * 5 = 10, so f returns a + 2 * b."
+
+
+def render_program(program: str) -> str:
+    return PROGRAM_BLOCK.format(program)
+
+
+def render_input(inp: str) -> str:
+    return INPUT_BLOCK.format(inp)
+
+
+def render_output(out: str) -> str:
+    return OUTPUT_BLOCK.format(out)
+
+
+def render_message(message: str) -> str:
+    return MESSAGE_BLOCK.format(message)
+
+
+def render_answer(body: str, think: str | None = None) -> str:
+    answer = ANSWER.format(body)
+    return f"<think>{think}</think>\n{answer}" if think is not None else answer
+
+
+def render_pairs(pairs: Sequence[tuple[str, str]]) -> str:
+    return "\n".join(f"{render_input(i)}\n{render_output(o)}" for i, o in pairs)
+
+
+def render_examples(examples: Sequence[str]) -> str:
+    return "\n\n".join(f"{EXAMPLE_HEADER.format(k + 1)}\n{e}" for k, e in enumerate(examples))
+
+
+def format_line(n_examples: int) -> str:
+    return FORMAT_LINE.format(s="s" if n_examples != 1 else "")
+
+
+def _solve_example(task: str, answer_body: str, think: str) -> str:
+    return f"{EXAMPLE_HEADER.format(1)}\n{task}\n{render_answer(answer_body, think)}"
+
+
+DEDUCTION_SOLVE_EXAMPLE = _solve_example(
+    f"{render_program(SOLVE_EXAMPLE_PROGRAM)}\n{render_input(SOLVE_EXAMPLE_INPUT)}",
+    SOLVE_EXAMPLE_OUTPUT, DEDUCTION_SOLVE_THINK,
+)
+ABDUCTION_SOLVE_EXAMPLE = _solve_example(
+    f"{render_program(SOLVE_EXAMPLE_PROGRAM)}\n{render_output(SOLVE_EXAMPLE_OUTPUT)}",
+    SOLVE_EXAMPLE_INPUT, ABDUCTION_SOLVE_THINK,
+)
+INDUCTION_SOLVE_EXAMPLE = _solve_example(
+    f"{render_message(SOLVE_EXAMPLE_MESSAGE)}\n{render_pairs(SOLVE_EXAMPLE_INDUCTION_PAIRS)}",
+    render_program(SOLVE_EXAMPLE_PROGRAM), INDUCTION_SOLVE_THINK,
+)
