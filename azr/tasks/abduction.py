@@ -1,0 +1,55 @@
+"""Abduction: from a program and an output, find an input that produces it (SPEC §1).
+
+The proposer writes ``f`` and an input; the executor supplies the output the solver sees.
+The solver's answer is an argument list; it is correct when ``f(answer)`` equals the gold
+output, executed in the sandbox (any input that works counts, not only the proposed one).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from azr import parsing, prompts
+from azr.executor import AbductionCheck, SandboxPool, check_abduction_many
+from azr.records import Candidate, FormatError, Proposal, Task, TaskType
+from azr.tasks import base
+
+TYPE = TaskType.ABDUCTION
+
+
+def propose_prompt(references: Sequence[Task], program: str | None = None, n_inputs: int = base.N_INPUTS) -> str:
+    return base.program_input_propose_prompt(prompts.ABDUCTION_PROPOSE, references)
+
+
+def parse_proposal(
+    response: str, program: str | None = None, n_inputs: int = base.N_INPUTS, strip_comments: bool = False
+) -> Candidate | FormatError:
+    return parsing.parse_program_input(response, strip_comments=strip_comments)
+
+
+def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Random) -> list[Proposal]:
+    return base.validate_program_input(pool, TYPE, proposals)
+
+
+def solve_prompt(task: Task) -> str:
+    shown = f"{prompts.render_program(task.program)}\n{prompts.render_output(task.output)}"
+    return base.solve_prompt(prompts.ABDUCTION_SOLVE, prompts.ABDUCTION_SOLVE_EXAMPLE, shown)
+
+
+def parse_answer(response: str) -> str | FormatError:
+    return parsing.parse_input_answer(response)
+
+
+def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:
+    base.check_type(TYPE, tasks)
+    if len(tasks) != len(answers):
+        raise ValueError(f"{len(answers)} answers for {len(tasks)} tasks")
+    runnable = [i for i, a in enumerate(answers) if isinstance(a, str)]
+    verdicts = check_abduction_many(
+        pool, [AbductionCheck(tasks[i].program, answers[i], tasks[i].output) for i in runnable]  # type: ignore[arg-type]
+    )
+    out = [False] * len(tasks)
+    for i, ok in zip(runnable, verdicts):
+        out[i] = ok
+    return out

@@ -1,0 +1,98 @@
+"""The interface every task type implements, and the helpers deduction and abduction share.
+
+A task type is a plain module (``deduction``, ``abduction``, ``induction``) that satisfies
+:class:`TaskTypeModule`; the trainer reaches it through ``azr.tasks.TASK_TYPES[task_type]``
+and never branches on the type itself. Every executor-backed function takes a whole batch so
+that one stage of one step is one ``run_many`` per type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Protocol, Sequence
+
+from azr import prompts
+from azr.executor import SandboxPool, validate_many
+from azr.records import Candidate, FormatError, Proposal, Task, TaskType
+
+N_INPUTS = 10
+"""N, the number of inputs an induction proposal must give (SPEC §1, reference default)."""
+
+
+class TaskTypeModule(Protocol):
+    TYPE: TaskType
+
+    def propose_prompt(self, references: Sequence[Task], program: str | None = None, n_inputs: int = N_INPUTS) -> str:
+        """The proposer's user message, showing the K `references` as example answers.
+        Induction also needs the sampled `program` and asks for `n_inputs` inputs."""
+        ...
+
+    def parse_proposal(
+        self, response: str, program: str | None = None, n_inputs: int = N_INPUTS, strip_comments: bool = False
+    ) -> Candidate | FormatError:
+        """The proposer's response as a candidate task, or a format error. Never raises on
+        model text. Induction needs the `program` its prompt showed."""
+        ...
+
+    def validate(self, pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Random) -> list[Proposal]:
+        """Validate all parsed proposals in one executor batch; returns them, in order, with
+        ``validation`` set and ``task`` set for the valid ones. Format errors pass through."""
+        ...
+
+    def solve_prompt(self, task: Task) -> str:
+        """The solver's user message for `task`."""
+        ...
+
+    def parse_answer(self, response: str) -> str | FormatError:
+        """The solver's answer text, or a format error. Never raises on model text."""
+        ...
+
+    def check(self, pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:
+        """Is each answer correct for its task (SPEC §1 step 4)? A format error is wrong and
+        never runs. At most one executor batch."""
+        ...
+
+
+def require_references(references: Sequence[Task]) -> None:
+    if not references:
+        raise ValueError("a propose prompt needs at least one reference task (buffers start seeded)")
+
+
+def program_input_answer(program: str, inp: str) -> str:
+    """How a deduction/abduction proposal's answer looks; references are shown exactly so."""
+    return prompts.render_answer(f"{prompts.render_program(program)}\n{prompts.render_input(inp)}")
+
+
+def program_input_propose_prompt(template: str, references: Sequence[Task]) -> str:
+    require_references(references)
+    examples = [program_input_answer(t.program, t.input) for t in references]
+    return template.format(
+        rules=prompts.RULES, examples=prompts.render_examples(examples), format_line=prompts.format_line(len(examples))
+    )
+
+
+def solve_prompt(template: str, example: str, task_text: str) -> str:
+    return template.format(example=example, task=task_text, format_line=prompts.format_line(1))
+
+
+def check_type(task_type: TaskType, items: Sequence[Proposal] | Sequence[Task]) -> None:
+    wrong = [x.type for x in items if x.type is not task_type]
+    if wrong:
+        raise ValueError(f"{task_type} module got items of type {wrong[0]}")
+
+
+def validate_program_input(
+    pool: SandboxPool, task_type: TaskType, proposals: Sequence[Proposal], runs: int = 2
+) -> list[Proposal]:
+    """Deduction/abduction validation: ``validate_many`` gives each (program, input) its gold
+    output (SPEC §1 step 2)."""
+    check_type(task_type, proposals)
+    todo = [i for i, p in enumerate(proposals) if isinstance(p.parsed, Candidate)]
+    cands = [proposals[i].parsed for i in todo]
+    verdicts = validate_many(pool, [(c.program, c.inputs[0]) for c in cands], runs=runs)  # type: ignore[union-attr]
+    out = list(proposals)
+    for i, c, v in zip(todo, cands, verdicts):
+        task = Task(task_type, c.program, c.inputs, (v.output,)) if v.ok else None  # type: ignore[union-attr]
+        out[i] = dataclasses.replace(proposals[i], validation=v, task=task)
+    return out

@@ -1,0 +1,45 @@
+"""Deduction: from a program and an input, predict the output (SPEC §1).
+
+The proposer writes ``f`` and an input; the executor supplies the gold output. The solver's
+answer is an output literal, compared with the gold output as Python values (no execution).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from azr import parsing, prompts
+from azr.executor import SandboxPool, check_deduction
+from azr.records import Candidate, FormatError, Proposal, Task, TaskType
+from azr.tasks import base
+
+TYPE = TaskType.DEDUCTION
+
+
+def propose_prompt(references: Sequence[Task], program: str | None = None, n_inputs: int = base.N_INPUTS) -> str:
+    return base.program_input_propose_prompt(prompts.DEDUCTION_PROPOSE, references)
+
+
+def parse_proposal(
+    response: str, program: str | None = None, n_inputs: int = base.N_INPUTS, strip_comments: bool = False
+) -> Candidate | FormatError:
+    return parsing.parse_program_input(response, strip_comments=strip_comments)
+
+
+def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Random) -> list[Proposal]:
+    return base.validate_program_input(pool, TYPE, proposals)
+
+
+def solve_prompt(task: Task) -> str:
+    shown = f"{prompts.render_program(task.program)}\n{prompts.render_input(task.input)}"
+    return base.solve_prompt(prompts.DEDUCTION_SOLVE, prompts.DEDUCTION_SOLVE_EXAMPLE, shown)
+
+
+def parse_answer(response: str) -> str | FormatError:
+    return parsing.parse_output_answer(response)
+
+
+def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:
+    base.check_type(TYPE, tasks)
+    return [isinstance(a, str) and check_deduction(a, t.output) for t, a in zip(tasks, answers, strict=True)]

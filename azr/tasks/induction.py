@@ -1,0 +1,112 @@
+"""Induction: from a message and some input/output pairs, write the program (SPEC §1).
+
+The proposer is shown a program sampled from the deduction and abduction buffers and writes N
+inputs plus a message describing ``f``. The executor runs the program on each input (each
+must be a literal argument list, run deterministically, and give a literal output). Half of
+the pairs, chosen at random but reproducibly from the caller's RNG, are shown to the solver
+with the message; the other half are held out, and the solver's program must reproduce
+every held-out output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Sequence
+
+from azr import parsing, prompts
+from azr.executor import InductionCheck, SandboxPool, Validation, check_induction_many, validate_many
+from azr.records import Candidate, FormatError, Proposal, Task, TaskType
+from azr.tasks import base
+
+TYPE = TaskType.INDUCTION
+SEED_MESSAGE = "Return the input unchanged."
+# Identity-seed inputs: varied types, so the seed example shows what an input can be.
+_SEED_INPUTS = ("'Hello World'", "'abc'", "42", "-7", "3.5", "[1, 2, 3]", "(1, 'a')", "{'k': 1}", "True", "''")
+
+
+def split_indices(n: int, rng: random.Random) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(visible, held_out): a random half of range(n) (n // 2 indices) and the rest, sorted."""
+    if n < 2:
+        raise ValueError(f"an induction task needs at least 2 pairs, got {n}")
+    perm = rng.sample(range(n), n)
+    return tuple(sorted(perm[: n // 2])), tuple(sorted(perm[n // 2:]))
+
+
+def seed_task(n_inputs: int = base.N_INPUTS) -> Task:
+    """The identity program with `n_inputs` fixed inputs: the induction buffer's seed, whose
+    only job is to show the proposer the answer format. Split: first half visible."""
+    inputs = (_SEED_INPUTS + tuple(str(k) for k in range(100, 100 + n_inputs)))[:n_inputs]
+    outputs = tuple(repr(parsing.parse_args(x).value[0]) for x in inputs)
+    half = n_inputs // 2
+    return Task(TYPE, "def f(x):\n    return x", inputs, outputs, SEED_MESSAGE,
+                tuple(range(half)), tuple(range(half, n_inputs)))
+
+
+def inputs_message_answer(inputs: Sequence[str], message: str) -> str:
+    """How an induction proposal's answer looks; references are shown exactly so."""
+    blocks = [prompts.render_input(x) for x in inputs] + [prompts.render_message(message)]
+    return prompts.render_answer("\n".join(blocks))
+
+
+def propose_prompt(references: Sequence[Task], program: str | None = None, n_inputs: int = base.N_INPUTS) -> str:
+    base.require_references(references)
+    if program is None:
+        raise ValueError("the induction propose prompt needs the sampled program")
+    examples = [f"{prompts.render_program(t.program)}\n{inputs_message_answer(t.inputs, t.message)}"
+                for t in references]
+    return prompts.INDUCTION_PROPOSE.format(
+        n=n_inputs, examples=prompts.render_examples(examples), program=prompts.render_program(program),
+        format_line=prompts.format_line(len(examples)),
+    )
+
+
+def parse_proposal(
+    response: str, program: str | None = None, n_inputs: int = base.N_INPUTS, strip_comments: bool = False
+) -> Candidate | FormatError:
+    """`strip_comments` does not apply: the program is the sampled one, not the model's."""
+    if program is None:
+        raise ValueError("parsing an induction proposal needs the program its prompt showed")
+    return parsing.parse_inputs_message(response, program, n_inputs)
+
+
+def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Random) -> list[Proposal]:
+    """All N runs of all proposals go to ``validate_many`` as one batch. A proposal is valid iff
+    every one of its inputs is; its ``validation`` is then an ok verdict with no single output,
+    else the first failing input's verdict."""
+    base.check_type(TYPE, proposals)
+    todo = [i for i, p in enumerate(proposals) if isinstance(p.parsed, Candidate)]
+    cands: list[Candidate] = [proposals[i].parsed for i in todo]  # type: ignore[misc]
+    verdicts = iter(validate_many(pool, [(c.program, x) for c in cands for x in c.inputs]))
+    out = list(proposals)
+    for i, c in zip(todo, cands):
+        vs = [next(verdicts) for _ in c.inputs]
+        bad = next(((k, v) for k, v in enumerate(vs) if not v.ok), None)
+        if bad is not None:
+            k, v = bad
+            out[i] = dataclasses.replace(proposals[i], validation=dataclasses.replace(v, detail=f"input {k + 1}: {v.detail}"))
+            continue
+        visible, held_out = split_indices(len(c.inputs), rng)
+        task = Task(TYPE, c.program, c.inputs, tuple(v.output for v in vs), c.message, visible, held_out)  # type: ignore[misc]
+        out[i] = dataclasses.replace(proposals[i], validation=Validation(None), task=task)
+    return out
+
+
+def solve_prompt(task: Task) -> str:
+    shown = f"{prompts.render_message(task.message)}\n{prompts.render_pairs(task.visible_pairs())}"
+    return base.solve_prompt(prompts.INDUCTION_SOLVE, prompts.INDUCTION_SOLVE_EXAMPLE, shown)
+
+
+def parse_answer(response: str) -> str | FormatError:
+    return parsing.parse_program_answer(response)
+
+
+def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:
+    base.check_type(TYPE, tasks)
+    if len(tasks) != len(answers):
+        raise ValueError(f"{len(answers)} answers for {len(tasks)} tasks")
+    items = []
+    for t, a in zip(tasks, answers):
+        held = t.held_out_pairs()
+        items.append(InductionCheck(a if isinstance(a, str) else None, [x for x, _ in held], [y for _, y in held]))
+    return check_induction_many(pool, items)
