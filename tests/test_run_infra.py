@@ -1,0 +1,138 @@
+"""Run infrastructure without a model: config validation, metrics JSONL, complexity metrics,
+atomic checkpoints (corrupt and mismatched ones included) and the report."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from azr import config as C
+from azr.checkpoint import CheckpointError, RngState, latest_checkpoint, load_checkpoint, save_checkpoint
+from azr.complexity import ast_edit_distance, batch_complexity, distinct_fraction, program_complexity
+from azr.metrics import MetricsLogger, read_metrics
+from azr.report import write_report
+
+
+@pytest.mark.parametrize("name", sorted(C.PRESETS))
+def test_presets_are_valid(name):
+    if name == "paper" and not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            C.finalize(C.PRESETS[name]())
+    else:
+        assert C.finalize(C.PRESETS[name]()) is not None
+
+
+@pytest.mark.parametrize("change,msg", [
+    (lambda c: C.SelfPlayConfig(batch_size=0), "batch_size"),
+    (lambda c: C.SelfPlayConfig(n_induction_inputs=5), "even"),
+    (lambda c: C.SelfPlayConfig(k_refs=0), "k_refs"),
+])
+def test_bad_config_errors_say_how_to_fix(change, msg):
+    import dataclasses
+
+    cfg = dataclasses.replace(C.cpu(), selfplay=change(None))
+    with pytest.raises(ValueError, match=msg):
+        C.finalize(cfg)
+
+
+def test_config_dict_roundtrip():
+    cfg = C.tiny_test()
+    assert C.from_dict(json.loads(json.dumps(C.to_dict(cfg)))) == cfg
+
+
+def test_complexity_by_hand():
+    c = program_complexity("def f(x):\n    if x:\n        return 1\n    return 2")
+    assert c.cyclomatic == 2.0  # one branch
+    # Module FunctionDef arguments arg If Name Load Return Constant Return Constant
+    assert c.ast_nodes == 11
+    assert program_complexity("def f(:") is None
+    assert ast_edit_distance("def f(x):\n    return x", "def f(x):\n    return x") == 0
+    assert ast_edit_distance("def f(x):\n    return x", "def f(y):\n    return y") == 2  # two relabels
+    assert distinct_fraction(["a", "a ", "b", "c"]) == 0.75
+    assert batch_complexity(["bad("]) == {}
+
+
+def test_metrics_jsonl_and_truncate(tmp_path):
+    log = MetricsLogger(tmp_path, tensorboard=False)
+    for step in range(1, 5):
+        log.log(step, {"reward/solve/deduction/mean": step / 10, "bad": float("nan")})
+    log.truncate_after(2)
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["bad"] is None and rows[1]["reward/solve/deduction/mean"] == 0.2
+
+
+def _save(run_dir: Path, step: int, **kw):
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    return save_checkpoint(
+        run_dir, step,
+        save_model=lambda d: (d.mkdir(), torch.save(model.state_dict(), d / "w.pt")),
+        save_buffers=lambda d: (d / "deduction.jsonl").write_text("{}\n"),
+        optimizer=opt, rng=RngState.capture(random.Random(1), np.random.default_rng(1)),
+        config=kw.get("config", C.to_dict(C.tiny_test())),
+    )
+
+
+def test_checkpoint_roundtrip_and_keep(tmp_path):
+    for step in (1, 2, 3):
+        _save(tmp_path, step)
+    assert latest_checkpoint(tmp_path).name == "step_000003"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*")) == ["step_000002", "step_000003"]
+    ck = load_checkpoint(latest_checkpoint(tmp_path), expect_config=C.to_dict(C.tiny_test()))
+    assert ck.step == 3 and "optimizer" in ck.trainer_state
+    py, npg = random.Random(0), np.random.default_rng(0)
+    RngState(**ck.trainer_state["rng"]).restore(py, npg)
+    assert py.random() == random.Random(1).random()
+
+
+def test_checkpoint_mismatch_is_clear(tmp_path):
+    _save(tmp_path, 1)
+    other = C.to_dict(C.cpu())
+    with pytest.raises(CheckpointError, match="model.name"):
+        load_checkpoint(latest_checkpoint(tmp_path), expect_config=other)
+
+
+@pytest.mark.parametrize("damage", ["meta", "trainer", "missing"])
+def test_corrupt_checkpoint_is_clear(tmp_path, damage):
+    path = _save(tmp_path, 1)
+    if damage == "meta":
+        (path / "meta.json").write_text("{not json")
+    elif damage == "trainer":
+        (path / "trainer.pt").write_bytes(b"garbage")
+    else:
+        (path / "meta.json").unlink()
+    with pytest.raises(CheckpointError, match=str(path.name)):
+        load_checkpoint(path)
+
+
+def test_failed_save_keeps_previous(tmp_path):
+    _save(tmp_path, 1)
+
+    def broken(d):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(CheckpointError, match="disk full"):
+        save_checkpoint(tmp_path, 2, save_model=broken, save_buffers=lambda d: None,
+                        optimizer=torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1),
+                        rng=RngState.capture(random.Random(), np.random.default_rng()), config={})
+    assert latest_checkpoint(tmp_path).name == "step_000001"
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_report_writes_pngs_and_html(tmp_path):
+    log = MetricsLogger(tmp_path, tensorboard=False)
+    for step in range(1, 4):
+        log.log(step, {"reward/solve/deduction/mean": 0.1 * step, "propose/valid_frac": 0.5, "time/step": 3.0})
+    log.dump_samples(3, [{"type": "deduction", "role": "solve", "reward": 1.0, "prompt": "p<", "response": "r&"}])
+    index = write_report(tmp_path)
+    text = index.read_text()
+    assert "data:image/png;base64," in text and "r&amp;" in text
+    assert len(list((tmp_path / "report").glob("*.png"))) == 3
