@@ -100,6 +100,8 @@ class Task:
             raise TypeError("Task.program and Task.message must be str")
         if not all(isinstance(x, str) for x in self.inputs + self.outputs):
             raise TypeError("Task.inputs and Task.outputs must be str texts")
+        if not all(type(i) is int for i in self.visible + self.held_out):
+            raise TypeError("Task.visible and Task.held_out must be int indices")
         if not self.inputs or len(self.inputs) != len(self.outputs):
             raise ValueError(f"Task needs as many outputs as inputs (>= 1), got {len(self.inputs)}/{len(self.outputs)}")
         if self.type is TaskType.INDUCTION:
@@ -131,8 +133,11 @@ class Task:
         return [(self.inputs[i], self.outputs[i]) for i in self.held_out]
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists, not tuples)."""
         d = dataclasses.asdict(self)
         d["type"] = str(self.type)
+        for name in ("inputs", "outputs", "visible", "held_out"):
+            d[name] = list(d[name])
         return d
 
     @classmethod
