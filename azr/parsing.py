@@ -46,7 +46,7 @@ _AST_ERRORS = (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, 
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 _FENCE_OPEN = re.compile(r"^[ \t]*```[ \t]*([A-Za-z][\w+.-]*)?[ \t]*(.*)$")
 _FENCE = "```"
 
@@ -60,21 +60,23 @@ class Block(NamedTuple):
 
 def extract_answer(response: str) -> str | FormatError:
     """The stripped text between the one ``<answer>`` and its ``</answer>`` after the reasoning."""
+    # Tag searches only, no `<answer>(.*?)</answer>` regex: that one is quadratic on a
+    # degenerate response repeating "<answer>", and responses can be long.
     text = response if isinstance(response, str) else ""
     closes = list(_THINK_CLOSE.finditer(text))
     if closes:
         text = text[closes[-1].end():]
     if _THINK_OPEN.search(text):
         return FormatError(FormatErrorKind.UNTERMINATED_THINK, "<think> is never closed by </think>")
-    opens = len(_ANSWER_OPEN.findall(text))
-    if opens == 0:
+    opens = list(_ANSWER_OPEN.finditer(text))
+    if not opens:
         return FormatError(FormatErrorKind.NO_ANSWER, "no <answer> after the reasoning")
-    answers = _ANSWER.findall(text)
-    if opens > 1 or len(answers) > 1:
-        return FormatError(FormatErrorKind.MULTIPLE_ANSWERS, f"{opens} <answer> tags")
-    if not answers:
+    if len(opens) > 1:
+        return FormatError(FormatErrorKind.MULTIPLE_ANSWERS, f"{len(opens)} <answer> tags")
+    close = _ANSWER_CLOSE.search(text, opens[0].end())
+    if close is None:
         return FormatError(FormatErrorKind.UNTERMINATED_ANSWER, "<answer> is never closed by </answer>")
-    answer = answers[0].strip()
+    answer = text[opens[0].end(): close.start()].strip()
     if not answer:
         return FormatError(FormatErrorKind.EMPTY_ANSWER, "<answer></answer> is empty")
     return answer
