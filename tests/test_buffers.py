@@ -1,0 +1,146 @@
+"""Task buffers: seed, dedup, sampling with explicit RNGs, fill, atomic JSONL persistence."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+
+import pytest
+
+from azr import buffers
+from azr.buffers import BufferFileError, TaskBuffer, sample_programs, seed_task
+from azr.records import Task, TaskType
+
+ID = "def f(x):\n    return x"
+
+
+def ded(i: int, program: str | None = None) -> Task:
+    return Task(TaskType.DEDUCTION, program or f"def f(x):\n    return x + {i}", (str(i),), (str(2 * i),))
+
+
+def test_seeded_with_the_identity_triplet():
+    for t in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+        [seed] = TaskBuffer.seeded(t).tasks
+        assert (seed.program, seed.input, seed.output) == (ID, "'Hello World'", "'Hello World'")
+    ind = seed_task(TaskType.INDUCTION, 6)
+    assert ind.program == ID and ind.inputs[0] == "'Hello World'" and len(ind.inputs) == 6
+    assert ind.outputs == ind.inputs  # identity
+    assert len(TaskBuffer.seeded(TaskType.INDUCTION).tasks[0].inputs) == 10
+
+
+def test_add_dedups_by_program_and_input():
+    b = TaskBuffer(TaskType.DEDUCTION)
+    assert b.add(ded(1)) is True
+    assert b.add(ded(1)) is False
+    assert b.add(Task(TaskType.DEDUCTION, ded(1).program, ("1",), ("999",))) is False  # same key
+    assert b.add(Task(TaskType.DEDUCTION, ded(1).program, ("5",), ("10",))) is True  # other input
+    assert b.add(Task(TaskType.DEDUCTION, ded(1).program + " ", ("1",), ("2",))) is True  # other text
+    assert len(b) == 3 and ded(1) in b and ded(2) not in b
+    assert b.extend([ded(1), ded(2), ded(3), ded(3)]) == 2
+    with pytest.raises(ValueError):
+        b.add(Task(TaskType.ABDUCTION, ID, ("1",), ("1",)))
+
+
+def test_sample_references_uniform_and_reproducible():
+    b = TaskBuffer(TaskType.DEDUCTION, [ded(i) for i in range(10)])
+    a1 = b.sample_references(6, random.Random(7))
+    a2 = b.sample_references(6, random.Random(7))
+    assert a1 == a2 and len(set(a1)) == 6
+    assert sorted(b.sample_references(50, random.Random(0)), key=lambda t: t.input) == sorted(b, key=lambda t: t.input)
+    rng = random.Random(1)
+    counts = Counter(t.input for _ in range(3000) for t in b.sample_references(2, rng))
+    assert min(counts.values()) > 450 and max(counts.values()) < 750  # expectation 600 each
+
+
+def test_fill():
+    b = TaskBuffer(TaskType.DEDUCTION, [ded(i) for i in range(4)])
+    valid = [ded(10), ded(11)]
+    assert b.fill(valid + [ded(12)], 2, random.Random(0)) == valid  # more than enough: truncated
+    filled = b.fill(valid, 5, random.Random(0))
+    assert filled[:2] == valid and len(filled) == 5 and len(set(filled[2:])) == 3  # no replacement
+    assert filled == b.fill(valid, 5, random.Random(0))
+    big = b.fill([], 9, random.Random(0))
+    assert len(big) == 9 and set(big) <= set(b)  # with replacement when the buffer is short
+    with pytest.raises(ValueError):
+        TaskBuffer(TaskType.DEDUCTION).fill([], 1, random.Random(0))
+
+
+def test_round_trip_through_a_file(tmp_path):
+    path = tmp_path / "sub" / "induction.jsonl"
+    b = TaskBuffer.seeded(TaskType.INDUCTION, 4)
+    b.add(Task(TaskType.INDUCTION, "def f(s):\n    return s[::-1]  # ünïcode \u2028 sep",
+               ("'ab'", "'\u2028'"), ("'ba'", "'\u2028'"), "reverse\u2028it", (1,), (0,)))
+    b.save(path)
+    back = TaskBuffer.load(path, TaskType.INDUCTION)
+    assert back.tasks == b.tasks and back.type is TaskType.INDUCTION
+    assert TaskBuffer.load(path).tasks == b.tasks
+    assert [p.name for p in path.parent.iterdir()] == ["induction.jsonl"]  # no temp files left
+
+
+def test_stats():
+    b = TaskBuffer(TaskType.DEDUCTION, [ded(1, "ab"), ded(2, "ab"), ded(3, "abcd")])
+    s = b.stats()
+    assert (s.type, s.size, s.distinct_programs, s.mean_program_chars) == (TaskType.DEDUCTION, 3, 2, pytest.approx(8 / 3))
+    assert TaskBuffer(TaskType.ABDUCTION).stats().size == 0
+
+
+@pytest.mark.parametrize("content,line,needle", [
+    ("", 1, "empty"),
+    ("not json\n", 1, "invalid JSON"),
+    ('{"azr_task_buffer": 99, "type": "deduction"}\n', 1, "header"),
+    ('{"azr_task_buffer": 1, "type": "cooking"}\n', 1, "unknown task type"),
+    ('{"azr_task_buffer": 1, "type": "abduction"}\n', 1, "expected deduction"),
+    ('{"azr_task_buffer": 1, "type": "deduction"}\n{"type": "deduction", "program": "x"}\n', 2, "bad task record"),
+    ('{"azr_task_buffer": 1, "type": "deduction"}\nGOOD\n{"type": "deduction", "progr', 3, "invalid JSON"),
+    ('{"azr_task_buffer": 1, "type": "deduction"}\nGOOD\n[1, 2]\n', 3, "bad task record"),
+    ('{"azr_task_buffer": 1, "type": "deduction"}\n' + ('{"type": "abduction", "program": "p", "inputs": ["1"], '
+                                                        '"outputs": ["1"]}') + "\n", 2, "abduction task in"),
+])
+def test_corrupt_file_gives_a_clear_error(tmp_path, content, line, needle):
+    import json
+
+    good = json.dumps(ded(1).to_json())
+    path = tmp_path / "deduction.jsonl"
+    path.write_text(content.replace("GOOD", good))
+    with pytest.raises(BufferFileError) as e:
+        TaskBuffer.load(path, TaskType.DEDUCTION)
+    assert e.value.line == line and needle in str(e.value) and str(path) in str(e.value)
+    assert f"{path}:{line}:" in str(e.value)
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(BufferFileError):
+        TaskBuffer.load(path)
+
+
+@pytest.mark.parametrize("fail_at", ["replace", "fsync"])
+def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch, fail_at):
+    path = tmp_path / "deduction.jsonl"
+    old = TaskBuffer.seeded(TaskType.DEDUCTION)
+    old.save(path)
+    before = path.read_bytes()
+    new = TaskBuffer(TaskType.DEDUCTION, [ded(i) for i in range(50)])
+
+    def boom(*a, **k):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(buffers.os, fail_at, boom)
+    with pytest.raises(OSError, match="disk on fire"):
+        new.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert TaskBuffer.load(path).tasks == old.tasks
+    assert os.listdir(tmp_path) == ["deduction.jsonl"]  # the temp file was removed
+
+
+def test_sample_programs_from_deduction_and_abduction_buffers():
+    d = TaskBuffer(TaskType.DEDUCTION, [ded(1)])
+    a = TaskBuffer(TaskType.ABDUCTION, [Task(TaskType.ABDUCTION, "def f(x):\n    return -x", ("1",), ("-1",))])
+    got = sample_programs([d, a], 200, random.Random(0))
+    assert set(got) == {ded(1).program, "def f(x):\n    return -x"}
+    assert got == sample_programs([d, a], 200, random.Random(0))
+    with pytest.raises(ValueError):
+        sample_programs([TaskBuffer(TaskType.DEDUCTION)], 1, random.Random(0))

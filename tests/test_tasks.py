@@ -1,0 +1,232 @@
+"""The three task types end to end with the real executor, the registry, and the prompts."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from azr import prompts
+from azr.buffers import TaskBuffer
+from azr.executor import InvalidReason, SandboxConfig, SandboxPool
+from azr.records import Candidate, FormatError, FormatErrorKind, Proposal, Role, Rollout, Task, TaskType
+from azr.rewards import propose_reward, solve_reward
+from azr.tasks import TASK_TYPES, N_INPUTS, TaskTypeModule, abduction, deduction, induction
+from azr.tasks.base import program_input_answer
+
+ID = "def f(x):\n    return x"
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    pool = SandboxPool(SandboxConfig(workers=1))
+    yield pool
+    pool.close()
+
+
+class CountingPool:
+    """Wraps a pool to count batches: one stage of one step must be one run_many per type."""
+
+    def __init__(self, pool: SandboxPool):
+        self.pool, self.calls = pool, 0
+
+    def run_many(self, jobs, *a, **k):
+        self.calls += 1
+        return self.pool.run_many(jobs, *a, **k)
+
+
+def proposer_response(task: Task) -> str:
+    if task.type is TaskType.INDUCTION:
+        return "<think>Varied inputs.</think>\n" + induction.inputs_message_answer(task.inputs, task.message)
+    return "<think>A simple function.</think>\n" + program_input_answer(task.program, task.input)
+
+
+CORRECT = {
+    TaskType.DEDUCTION: "<think>f returns x.</think>\n<answer>'Hello World'</answer>",
+    TaskType.ABDUCTION: "<think>f returns x.</think>\n<answer>'Hello World'</answer>",
+    TaskType.INDUCTION: "<think>Identity.</think>\n<answer>\n```python\ndef f(x):\n    return x\n```\n</answer>",
+}
+WRONG = {
+    TaskType.DEDUCTION: "<think>Guess.</think>\n<answer>'hello world'</answer>",
+    TaskType.ABDUCTION: "<think>Guess.</think>\n<answer>'Goodbye'</answer>",
+    TaskType.INDUCTION: "<think>Guess.</think>\n<answer>\n```python\ndef f(x):\n    return str(x)\n```\n</answer>",
+}
+
+
+def test_registry_holds_modules_satisfying_the_protocol():
+    assert set(TASK_TYPES) == set(TaskType)
+    for t, mod in TASK_TYPES.items():
+        assert mod.TYPE is t
+        for name in ("propose_prompt", "parse_proposal", "validate", "solve_prompt", "parse_answer", "check"):
+            assert callable(getattr(mod, name))
+        _: TaskTypeModule = mod
+
+
+@pytest.mark.parametrize("task_type", list(TaskType))
+def test_identity_seed_end_to_end(sandbox, task_type):
+    mod = TASK_TYPES[task_type]
+    rng = random.Random(0)
+    buf = TaskBuffer.seeded(task_type)
+    refs = buf.sample_references(6, rng)
+    seed = refs[0]
+    program = seed.program if task_type is TaskType.INDUCTION else None
+
+    prompt = mod.propose_prompt(refs, program)
+    response = proposer_response(seed)
+    parsed = mod.parse_proposal(response, program)
+    assert parsed == Candidate(seed.program, seed.inputs, seed.message)
+
+    pool = CountingPool(sandbox)
+    [prop] = mod.validate(pool, [Proposal(task_type, prompt, response, parsed, tuple(refs))], rng)
+    assert pool.calls == 1
+    assert prop.valid and prop.validation.ok and prop.error is None
+    task = prop.task
+    assert (task.program, task.inputs, task.outputs) == (seed.program, seed.inputs, seed.outputs)
+    assert buf.add(task) is False  # same program and input(s) as the seed: deduplicated
+
+    solve = mod.solve_prompt(task)
+    assert "<answer>" in solve and "```python" in solve
+    answers = [mod.parse_answer(CORRECT[task_type]), mod.parse_answer(WRONG[task_type]),
+               mod.parse_answer("I do not know.")]
+    assert not isinstance(answers[0], FormatError) and not isinstance(answers[1], FormatError)
+    assert isinstance(answers[2], FormatError)
+    pool.calls = 0
+    verdicts = mod.check(pool, [task] * 3, answers)
+    assert verdicts == [True, False, False]
+    assert pool.calls == (0 if task_type is TaskType.DEDUCTION else 1)
+    rewards = [solve_reward(not isinstance(a, FormatError), ok) for a, ok in zip(answers, verdicts)]
+    assert rewards == [1.0, -0.5, -1.0]
+    r = Rollout(solve, CORRECT[task_type], task_type, Role.SOLVE, rewards[0], True, task=task)
+    assert r.reward == 1.0
+
+
+@pytest.mark.parametrize("task_type", [TaskType.DEDUCTION, TaskType.ABDUCTION])
+def test_invalid_and_malformed_proposals(sandbox, task_type):
+    mod = TASK_TYPES[task_type]
+    refs = [TaskBuffer.seeded(task_type).tasks[0]]
+    cases = {
+        "runtime": program_input_answer("def f(x):\n    return x / 0", "1"),
+        "nondeterministic": program_input_answer(
+            "import math\ndef f(x):\n    math.n = getattr(math, 'n', 0) + 1\n    return math.n", "1"),
+        "banned": program_input_answer("import random\ndef f(x):\n    return random.random()", "1"),
+        "syntax": program_input_answer("def f(x)\n    return x", "1"),
+        "not_literal": program_input_answer("def f(x):\n    return object()", "1"),
+        "good": program_input_answer("def f(a, b):\n    return a * b", "3, 4"),
+        "format": "<answer>no blocks here</answer>",
+    }
+    props = [Proposal(task_type, mod.propose_prompt(refs), r, mod.parse_proposal(r)) for r in cases.values()]
+    pool = CountingPool(sandbox)
+    out = dict(zip(cases, mod.validate(pool, props, random.Random(0))))
+    assert pool.calls == 1
+    assert out["runtime"].validation.reason is InvalidReason.RUNTIME_ERROR
+    assert out["nondeterministic"].validation.reason is InvalidReason.NONDETERMINISTIC
+    assert out["banned"].validation.reason is InvalidReason.BANNED
+    assert out["syntax"].validation.reason is InvalidReason.SYNTAX
+    assert out["not_literal"].validation.reason is InvalidReason.NOT_LITERAL
+    assert out["good"].valid and out["good"].task.output == "12" and out["good"].task.type is task_type
+    assert out["format"].validation is None and out["format"].error.kind is FormatErrorKind.NO_PROGRAM
+    for name, p in out.items():
+        if name != "good":
+            assert not p.valid and propose_reward(p.valid, None) == -1.0
+            assert p.error is not None
+    assert out["runtime"].error.kind is FormatErrorKind.INVALID_TASK
+
+
+def test_abduction_accepts_any_input_that_works(sandbox):
+    task = Task(TaskType.ABDUCTION, "def f(a, b):\n    return a * b", ("3, 4",), ("12",))
+    answers = [abduction.parse_answer(f"<answer>{a}</answer>") for a in ("2, 6", "f(12, 1)", "3, 5", "12")]
+    assert abduction.check(sandbox, [task] * 4, answers) == [True, True, False, False]
+
+
+def test_induction_validation_split_and_check(sandbox):
+    program = "def f(a, b):\n    return a - b"
+    inputs = ("1, 2", "5, 3", "0, 0", "10, -1", "7, 7", "2, 9")
+    resp = induction.inputs_message_answer(inputs, "Subtract b from a.")
+    bad_resp = induction.inputs_message_answer(("1, 2", "'a', 1", "3, 4", "5, 6", "7, 8", "9, 0"), "Subtract.")
+    short = induction.inputs_message_answer(inputs[:5], "Subtract.")
+    ref = TaskBuffer.seeded(TaskType.INDUCTION, 6).tasks
+    props = [Proposal(TaskType.INDUCTION, induction.propose_prompt(ref, program, 6), r,
+                      induction.parse_proposal(r, program, 6)) for r in (resp, bad_resp, short)]
+    assert props[2].error.kind is FormatErrorKind.WRONG_INPUT_COUNT
+    pool = CountingPool(sandbox)
+    good, bad, fmt = induction.validate(pool, props, random.Random(3))
+    assert pool.calls == 1
+    assert good.valid and good.task.outputs == ("-1", "2", "0", "11", "0", "-7")
+    assert len(good.task.visible) == 3 and len(good.task.held_out) == 3
+    assert not bad.valid and bad.validation.reason is InvalidReason.RUNTIME_ERROR
+    assert bad.validation.detail.startswith("input 2:") and bad.error.kind is FormatErrorKind.INVALID_TASK
+    assert fmt.validation is None and not fmt.valid
+
+    # the split is deterministic given the seed, and varies with it
+    again = induction.validate(sandbox, props[:1], random.Random(3))[0].task
+    assert (again.visible, again.held_out) == (good.task.visible, good.task.held_out)
+    splits = {induction.split_indices(6, random.Random(s)) for s in range(20)}
+    assert len(splits) > 1 and all(len(v) == 3 and set(v) | set(h) == set(range(6)) for v, h in splits)
+    assert induction.split_indices(5, random.Random(0))[0].__len__() == 2
+
+    task = good.task
+    solve = induction.solve_prompt(task)
+    for i in task.visible:
+        assert prompts.render_input(task.inputs[i]) in solve
+    assert "Subtract b from a." in solve
+    fits_visible_only = "def f(a, b):\n    return {%s}[(a, b)]" % ", ".join(
+        f"({task.inputs[i]}): {task.outputs[i]}" for i in task.visible)
+    answers = [induction.parse_answer(f"<answer>\n```python\n{p}\n```\n</answer>")
+               for p in ("def f(a, b):\n    return a - b", fits_visible_only, "import os\ndef f(a, b):\n    return a - b")]
+    answers.append(FormatError(FormatErrorKind.NO_ANSWER))
+    pool.calls = 0
+    assert induction.check(pool, [task] * 4, answers) == [True, False, False, False]
+    assert pool.calls == 1
+
+
+def test_propose_prompts_show_references_in_the_answer_format():
+    refs = [Task(TaskType.DEDUCTION, f"def f(x):\n    return x * {k}", (str(k),), (str(k * k),)) for k in range(3)]
+    for mod in (deduction, abduction):
+        p = mod.propose_prompt([Task(mod.TYPE, r.program, r.inputs, r.outputs) for r in refs])
+        examples = re.findall(r"<answer>\n.*?</answer>", p, re.DOTALL)
+        assert len(examples) == 3
+        for r, e in zip(refs, examples):  # each example parses back to its reference
+            assert mod.parse_proposal(e) == Candidate(r.program, r.inputs)
+        assert "{" not in p.replace("{k}", "")  # no unfilled placeholder
+    seed = induction.seed_task(N_INPUTS)
+    p = induction.propose_prompt([seed], "def f(s):\n    return s.upper()")
+    [example] = re.findall(r"<answer>\n.*?</answer>", p, re.DOTALL)
+    assert induction.parse_proposal(example, seed.program) == Candidate(seed.program, seed.inputs, seed.message)
+    assert "def f(s):\n    return s.upper()" in p and f"Write {N_INPUTS} different inputs" in p
+    with pytest.raises(ValueError):
+        induction.propose_prompt([seed])
+    with pytest.raises(ValueError):
+        deduction.propose_prompt([])
+
+
+def test_solve_prompt_examples_are_correct_answers(sandbox):
+    ex = Task(TaskType.DEDUCTION, prompts.SOLVE_EXAMPLE_PROGRAM, (prompts.SOLVE_EXAMPLE_INPUT,),
+              (prompts.SOLVE_EXAMPLE_OUTPUT,))
+    for mod, example in ((deduction, prompts.DEDUCTION_SOLVE_EXAMPLE), (abduction, prompts.ABDUCTION_SOLVE_EXAMPLE)):
+        task = Task(mod.TYPE, ex.program, ex.inputs, ex.outputs)
+        answer = mod.parse_answer(example[example.index("<think>"):])
+        assert mod.check(sandbox, [task], [answer]) == [True]
+        assert example in mod.solve_prompt(task)
+    pairs = prompts.SOLVE_EXAMPLE_INDUCTION_PAIRS
+    task = Task(TaskType.INDUCTION, ex.program, tuple(i for i, _ in pairs), tuple(o for _, o in pairs),
+                prompts.SOLVE_EXAMPLE_MESSAGE, (0,), (1, 2))
+    answer = induction.parse_answer(prompts.INDUCTION_SOLVE_EXAMPLE[prompts.INDUCTION_SOLVE_EXAMPLE.index("<think>"):])
+    assert induction.check(sandbox, [task], [answer]) == [True]
+
+
+def test_strip_comments_switch_reaches_the_task(sandbox):
+    prog = "def f(x):\n    '''Doubles.'''\n    return 2 * x  # why not"
+    r = program_input_answer(prog, "4")
+    assert deduction.parse_proposal(r).program == prog
+    stripped = deduction.parse_proposal(r, strip_comments=True)
+    [p] = deduction.validate(sandbox, [Proposal(TaskType.DEDUCTION, "", r, stripped)], random.Random(0))
+    assert p.task.program == "def f(x):\n    return 2 * x" and p.task.output == "8"
+
+
+def test_modules_reject_items_of_another_type(sandbox):
+    t = TaskBuffer.seeded(TaskType.DEDUCTION).tasks[0]
+    with pytest.raises(ValueError):
+        abduction.check(sandbox, [t], ["1"])
+    with pytest.raises(ValueError):
+        induction.validate(sandbox, [Proposal(TaskType.DEDUCTION, "", "", Candidate(ID, ("1",)))], random.Random(0))
