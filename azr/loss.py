@@ -28,6 +28,10 @@ import torch
 from torch import Tensor
 
 
+MAX_LOG_RATIO = 20.0
+"""|log ρ| is clamped to this before exp (such tokens are far outside any clip range)."""
+
+
 @dataclass(frozen=True)
 class LossStats:
     """Diagnostics of one loss call, as token means over this call's masked tokens."""
@@ -100,25 +104,21 @@ def ppo_clip_loss(
     if entropy_coef and entropy is None:
         raise ValueError("entropy_coef > 0 needs entropy")
     keep = mask.bool()  # (B, T)
-    m = keep.to(logprobs.dtype)  # (B, T)
     adv = advantages.to(logprobs.dtype)  # (B,) or (B, T)
     adv = adv.unsqueeze(-1).expand_as(logprobs) if adv.dim() == 1 else adv  # (B, T)
-    n_here = m.sum()  # ()
-    norm = n_here.clamp(min=1.0) if num_tokens_total is None else torch.tensor(float(num_tokens_total))  # ()
-    if float(norm) <= 0:
+    n_here = int(keep.sum())
+    norm = max(n_here, 1) if num_tokens_total is None else float(num_tokens_total)
+    if norm <= 0:
         raise ValueError(f"num_tokens_total must be > 0, got {num_tokens_total}")
 
-    log_ratio = logprobs - old_logprobs.detach()  # (B, T)
+    # Clamped so that exp stays finite: an overflowing ratio would turn the backward into NaN.
+    log_ratio = (logprobs - old_logprobs.detach()).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)  # (B, T)
     ratio = torch.exp(log_ratio)  # (B, T)
     pg, clipped = clipped_surrogate(ratio, adv, clip_eps)  # (B, T), (B, T)
     per_token = pg  # (B, T)
-
-    kl_ref = None
-    if ref_logprobs is not None:
-        kl_tok = k3(logprobs, ref_logprobs.detach())  # (B, T)
-        kl_ref = kl_tok
-        if kl_coef:
-            per_token = per_token + kl_coef * kl_tok  # (B, T)
+    kl_tok = k3(logprobs, ref_logprobs.detach()) if ref_logprobs is not None else None  # (B, T)
+    if kl_tok is not None and kl_coef:
+        per_token = per_token + kl_coef * kl_tok  # (B, T)
     if entropy is not None and entropy_coef:
         per_token = per_token - entropy_coef * entropy  # (B, T)
 
@@ -127,14 +127,14 @@ def ppo_clip_loss(
     loss = torch.where(keep, per_token, 0.0).sum() / norm  # ()
 
     def tmean(x: Tensor) -> float:
-        return float(torch.where(keep, x.detach(), 0.0).sum() / n_here.clamp(min=1.0))
+        return float(torch.where(keep, x.detach().to(per_token.dtype), 0.0).sum()) / max(n_here, 1)  # (B, T) -> ()
 
     stats = LossStats(
-        pg_loss=tmean(pg),
-        clip_fraction=tmean(clipped.to(m.dtype)),
-        approx_kl=tmean(torch.expm1(log_ratio) - log_ratio),
-        entropy=tmean(entropy) if entropy is not None else None,
-        kl_ref=tmean(kl_ref) if kl_ref is not None else None,
-        num_tokens=int(n_here),
+        pg_loss=tmean(pg),  # (B, T)
+        clip_fraction=tmean(clipped),  # (B, T)
+        approx_kl=tmean(torch.expm1(log_ratio) - log_ratio),  # (B, T)
+        entropy=tmean(entropy) if entropy is not None else None,  # (B, T)
+        kl_ref=tmean(kl_tok) if kl_tok is not None else None,  # (B, T)
+        num_tokens=n_here,
     )
     return loss, stats

@@ -144,3 +144,13 @@ def test_argument_errors():
         ppo_clip_loss(lp, lp, torch.zeros(1), torch.ones(1, 2), entropy_coef=0.1)
     with pytest.raises(ValueError):
         ppo_clip_loss(lp, lp, torch.zeros(1), torch.ones(1, 2), num_tokens_total=0)
+
+
+def test_extreme_ratios_stay_finite():
+    lp = torch.tensor([[0.0, -500.0]], requires_grad=True)  # (1, 2)
+    old = torch.tensor([[-500.0, 0.0]])  # (1, 2): ratios e^500 and e^-500
+    for a in (1.0, -1.0):
+        lp.grad = None
+        loss, stats = ppo_clip_loss(lp, old, torch.tensor([a]), torch.ones(1, 2))
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(lp.grad).all() and math.isfinite(stats.approx_kl)
