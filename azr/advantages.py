@@ -53,12 +53,12 @@ def group_moments(rewards: Tensor, group_ids: Tensor, num_groups: int) -> GroupM
     var = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, gid, dev * dev) / n  # (G,)
     hi = torch.full((num_groups,), -torch.inf, dtype=torch.float64).scatter_reduce(0, gid, r, "amax")  # (G,)
     lo = torch.full((num_groups,), torch.inf, dtype=torch.float64).scatter_reduce(0, gid, r, "amin")  # (G,)
-    return GroupMoments(count, mean, var.sqrt(), hi == lo)
+    return GroupMoments(count, mean, var.sqrt(), hi == lo)  # (G,) each
 
 
 def trr_advantages(rewards: Tensor, group_ids: Tensor, num_groups: int = len(GROUPS), eps: float = EPS) -> Tensor:
     """TRR++: A_i = (r_i − μ_g) / (σ_g + ε) within each group g; A = 0 in a constant group."""
-    m = group_moments(rewards, group_ids, num_groups)
+    m = group_moments(rewards, group_ids, num_groups)  # (G,) each
     gid = group_ids.to(torch.int64)  # (B,)
     r = rewards.detach().to(torch.float64)  # (B,)
     adv = (r - m.mean[gid]) / (m.std[gid] + eps)  # (B,)
