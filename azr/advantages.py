@@ -41,7 +41,8 @@ def group_moments(rewards: Tensor, group_ids: Tensor, num_groups: int) -> GroupM
     """Per group g: n_g, μ_g = (1/n_g) Σ r, σ_g = sqrt((1/n_g) Σ (r − μ_g)²), and whether all
     its rewards are equal. Empty groups have n = 0, μ = σ = 0."""
     if rewards.shape != group_ids.shape or rewards.dim() != 1:
-        raise ValueError(f"rewards and group_ids must both be (B,), got {tuple(rewards.shape)}, {tuple(group_ids.shape)}")
+        raise ValueError(f"rewards and group_ids must both be (B,), got {tuple(rewards.shape)} and "
+                         f"{tuple(group_ids.shape)}")
     if group_ids.numel() and (int(group_ids.min()) < 0 or int(group_ids.max()) >= num_groups):
         raise ValueError(f"group ids must lie in [0, {num_groups})")
     r = rewards.detach().to(torch.float64)  # (B,)

@@ -23,7 +23,10 @@ MESSAGE_BLOCK = FENCE + "message\n{}\n" + FENCE
 ANSWER = "<answer>\n{}\n</answer>"
 EXAMPLE_HEADER = "Example {}:"
 
-FORMAT_LINE = "First think inside <think> </think>, then give your answer inside <answer> </answer>, exactly as in the example{s}."
+FORMAT_LINE = (
+    "First think inside <think> </think>, then give your answer inside <answer> </answer>, "
+    "exactly as in the example{s}."
+)
 
 RULES = (
     "Rules: define exactly one function `f` (helpers go inside it); it must be deterministic; "

@@ -81,7 +81,8 @@ def test_round_trip_through_a_file(tmp_path):
 def test_stats():
     b = TaskBuffer(TaskType.DEDUCTION, [ded(1, "ab"), ded(2, "ab"), ded(3, "abcd")])
     s = b.stats()
-    assert (s.type, s.size, s.distinct_programs, s.mean_program_chars) == (TaskType.DEDUCTION, 3, 2, pytest.approx(8 / 3))
+    assert (s.type, s.size, s.distinct_programs) == (TaskType.DEDUCTION, 3, 2)
+    assert s.mean_program_chars == pytest.approx(8 / 3)
     assert TaskBuffer(TaskType.ABDUCTION).stats().size == 0
 
 

@@ -177,7 +177,8 @@ def test_strip_comments_switch_off_by_default_and_strips_when_on():
 
 def test_induction_well_formed():
     r = inputs_msg(["'a'", "1, 2", "[1, 2]"], "  Returns the first argument.  ")
-    assert parsing.parse_inputs_message(r, ID, 3) == Candidate(ID, ("'a'", "1, 2", "[1, 2]"), "Returns the first argument.")
+    expected = Candidate(ID, ("'a'", "1, 2", "[1, 2]"), "Returns the first argument.")
+    assert parsing.parse_inputs_message(r, ID, 3) == expected
     # the model may repeat the program; it is ignored (the program is the sampled one)
     r2 = ans(PROG, *[f"```input\n{x}\n```" for x in ("1", "2", "3")], "```message\nid\n```")
     assert parsing.parse_inputs_message(r2, ID, 3) == Candidate(ID, ("1", "2", "3"), "id")

@@ -173,7 +173,8 @@ def test_induction_validation_split_and_check(sandbox):
     fits_visible_only = "def f(a, b):\n    return {%s}[(a, b)]" % ", ".join(
         f"({task.inputs[i]}): {task.outputs[i]}" for i in task.visible)
     answers = [induction.parse_answer(f"<answer>\n```python\n{p}\n```\n</answer>")
-               for p in ("def f(a, b):\n    return a - b", fits_visible_only, "import os\ndef f(a, b):\n    return a - b")]
+               for p in ("def f(a, b):\n    return a - b", fits_visible_only,
+                         "import os\ndef f(a, b):\n    return a - b")]
     answers.append(FormatError(FormatErrorKind.NO_ANSWER))
     pool.calls = 0
     assert induction.check(pool, [task] * 4, answers) == [True, False, False, False]

@@ -46,9 +46,8 @@ def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | Form
     if len(tasks) != len(answers):
         raise ValueError(f"{len(answers)} answers for {len(tasks)} tasks")
     runnable = [i for i, a in enumerate(answers) if isinstance(a, str)]
-    verdicts = check_abduction_many(
-        pool, [AbductionCheck(tasks[i].program, answers[i], tasks[i].output) for i in runnable]  # type: ignore[arg-type]
-    )
+    items = [AbductionCheck(tasks[i].program, answers[i], tasks[i].output) for i in runnable]  # type: ignore[arg-type]
+    verdicts = check_abduction_many(pool, items)
     out = [False] * len(tasks)
     for i, ok in zip(runnable, verdicts):
         out[i] = ok

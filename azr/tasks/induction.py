@@ -84,10 +84,12 @@ def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Rando
         bad = next(((k, v) for k, v in enumerate(vs) if not v.ok), None)
         if bad is not None:
             k, v = bad
-            out[i] = dataclasses.replace(proposals[i], validation=dataclasses.replace(v, detail=f"input {k + 1}: {v.detail}"))
+            verdict = dataclasses.replace(v, detail=f"input {k + 1}: {v.detail}")
+            out[i] = dataclasses.replace(proposals[i], validation=verdict)
             continue
         visible, held_out = split_indices(len(c.inputs), rng)
-        task = Task(TYPE, c.program, c.inputs, tuple(v.output for v in vs), c.message, visible, held_out)  # type: ignore[misc]
+        outputs = tuple(v.output for v in vs)
+        task = Task(TYPE, c.program, c.inputs, outputs, c.message, visible, held_out)  # type: ignore[arg-type]
         out[i] = dataclasses.replace(proposals[i], validation=Validation(None), task=task)
     return out
 
