@@ -1,24 +1,61 @@
-"""The `azr` command line. Until the self-play trainer lands, `azr train` validates the identity
-seed through the sandboxed executor and reports which isolation layers are active."""
+"""The `azr` command line: `azr train`, `azr report`, `azr eval`.
+
+    azr train [--preset cpu|tiny-test|paper] [--run.steps 3] [--model.name ...] ...
+    azr report RUN_DIR
+    azr eval ...          (not implemented yet: lands with the evaluation issue)
+
+`azr train --preset P --help` lists every field of the typed config with its docstring.
+"""
 
 from __future__ import annotations
 
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("train",):
-        print("usage: azr train   (self-play lands with issue #4; today: validates the identity seed)")
-        return 2
-    from azr.executor import SandboxPool, validate
+def _split_preset(argv: list[str]) -> tuple[str, list[str]]:
+    from azr.config import PRESETS
 
-    with SandboxPool() as pool:
-        v = validate(pool, "def f(x):\n    return x", "'Hello World'")
-        layers = ", ".join(k for k, on in pool.info.layers.items() if on)
-        print(f"sandbox layers: {layers}")
-        print(f"identity seed: {'valid' if v.ok else 'INVALID ' + str(v.reason)}, output {v.output}")
-    return 0 if v.ok else 1
+    preset, rest, it = "cpu", [], iter(argv)
+    for arg in it:
+        if arg == "--preset":
+            preset = next(it, "")
+        elif arg.startswith("--preset="):
+            preset = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if preset not in PRESETS:
+        raise SystemExit(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    return preset, rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cmd, rest = (argv[0], argv[1:]) if argv else ("--help", [])
+    if cmd == "train":
+        import tyro
+
+        from azr.config import PRESETS, TrainConfig
+        from azr.train import main_train
+
+        preset, rest = _split_preset(rest)
+        cfg = tyro.cli(TrainConfig, default=PRESETS[preset](), args=rest, prog=f"azr train --preset {preset}",
+                       description=f"Self-play training (preset {preset}).")
+        return main_train(cfg)
+    if cmd == "report":
+        if len(rest) != 1:
+            raise SystemExit("usage: azr report RUN_DIR")
+        from azr.report import write_report
+
+        try:
+            print(write_report(rest[0]))
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"azr report: {e}") from None
+        return 0
+    if cmd == "eval":
+        print("azr eval is not implemented yet: CRUXEval/HumanEval evaluation lands with the evaluation issue (#5).")
+        return 2
+    print(__doc__)
+    return 0 if cmd in ("--help", "-h", "help") else 2
 
 
 if __name__ == "__main__":

@@ -135,7 +135,9 @@ def tiny_test() -> TrainConfig:
         rollout=RolloutConfig(max_new_tokens_propose=24, max_new_tokens_solve=16, gen_batch_size=16),
         selfplay=SelfPlayConfig(batch_size=2, n_mc=2, k_refs=2, n_induction_inputs=4, seed_factor=1,
                                 seed_max_tries=2),
-        optim=OptimConfig(lr=1e-3, micro_batch=4),
+        # A random model earns −1 everywhere, so every advantage is 0; the entropy bonus still gives
+        # the update a gradient, which lets smoke tests see the weights move.
+        optim=OptimConfig(lr=1e-3, micro_batch=4, entropy_coef=0.01),
         sandbox=SandboxConfig(timeout_s=2.0, workers=2),
         run=RunConfig(name="tiny-test", steps=2, samples_per_step=4, tensorboard=False),
     )

@@ -344,7 +344,7 @@ class SandboxPool:
     def run(self, job: Job) -> ExecResult:
         return self.run_many([job])[0]
 
-    def run_many(self, jobs: Sequence[Job], chunk: int = 8) -> list[ExecResult]:
+    def run_many(self, jobs: Sequence[Job], chunk: int = 16) -> list[ExecResult]:
         """Run all jobs across the workers; results come back in the order of `jobs`."""
         if self._closed:
             raise RuntimeError("SandboxPool is closed")

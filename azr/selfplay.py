@@ -1,0 +1,324 @@
+"""One self-play step of Absolute Zero (SPEC §1), and the seeding that precedes training.
+
+``selfplay_step`` reads top to bottom: propose → validate → learnability → solve → reward →
+advantages → update → grow buffers. Each stage is one named function here; task-type specifics
+live in ``azr.tasks`` (reached through the ``TASK_TYPES`` registry), equations in
+``azr.rewards`` / ``azr.advantages`` / ``azr.loss``. Generation is batched across the six
+groups (one ``generate`` call per stage) and execution is batched per task type.
+
+This module never imports ray or vllm: the distributed trainer calls the same stages.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from statistics import fmean, pstdev
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from azr import rewards
+from azr.advantages import assign_advantages, global_advantages, trr_advantages
+from azr.buffers import TaskBuffer, sample_programs
+from azr.complexity import batch_complexity, distinct_fraction, mean_edit_distance_to_refs
+from azr.config import TrainConfig
+from azr.executor import SandboxPool
+from azr.loss import ppo_clip_loss
+from azr.policy import Generation, GenerationConfig, Policy
+from azr.records import FormatError, Proposal, Role, Rollout, StepBatch, Task, TaskType
+from azr.tasks import TASK_TYPES
+
+BASELINES = {"trr++": trr_advantages, "global": global_advantages}
+"""Advantage estimators by config name: TRR++ (per group) and the one-baseline ablation."""
+
+
+@dataclass
+class SelfPlayState:
+    """Everything a step mutates, and everything a checkpoint must hold besides the weights."""
+
+    step: int
+    buffers: dict[TaskType, TaskBuffer]
+    rng: random.Random
+    np_rng: np.random.Generator
+
+
+@dataclass(frozen=True)
+class Engines:
+    """What the stages run on. The distributed trainer passes adapters with the same methods."""
+
+    policy: Policy
+    pool: SandboxPool
+    optimizer: torch.optim.Optimizer
+    cfg: TrainConfig
+
+
+class Sample(NamedTuple):
+    """A rollout and the tokens it was generated with (the update needs both)."""
+
+    rollout: Rollout
+    generation: Generation
+
+
+@dataclass
+class Timer:
+    """Wall time per stage, for the ``time/*`` metrics."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    _t: float = field(default_factory=time.perf_counter)
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._t
+        self._t = now
+
+
+# -- generation helpers ---------------------------------------------------------------------
+def _generate(eng: Engines, prompts: Sequence[str], max_new_tokens: int, seed: int) -> list[Generation]:
+    ro = eng.cfg.rollout
+    gcfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=ro.temperature, top_p=ro.top_p,
+                            batch_size=ro.gen_batch_size)
+    return eng.policy.generate(list(prompts), gcfg, seed=seed) if prompts else []
+
+
+def _step_seed(state: SelfPlayState) -> int:
+    return state.rng.randrange(2**31)
+
+
+# -- stages ---------------------------------------------------------------------------------
+def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[list[Proposal], list[Generation]]:
+    """SPEC §1 step 1: `per_type` proposals per task type, conditioned on K references (and,
+    for induction, a program sampled from the deduction+abduction buffers)."""
+    sp = eng.cfg.selfplay
+    plans = []  # (type, references, program)
+    for ttype in TASK_TYPES:
+        programs = (sample_programs([state.buffers[TaskType.DEDUCTION], state.buffers[TaskType.ABDUCTION]],
+                                    per_type, state.rng) if ttype is TaskType.INDUCTION else [None] * per_type)
+        for program in programs:
+            refs = state.buffers[ttype].sample_references(sp.k_refs if sp.use_references else 1, state.rng)
+            plans.append((ttype, tuple(refs), program))
+    prompts = [TASK_TYPES[t].propose_prompt(refs, program=prog, n_inputs=sp.n_induction_inputs)
+               for t, refs, prog in plans]
+    gens = _generate(eng, prompts, eng.cfg.rollout.max_new_tokens_propose, _step_seed(state))
+    proposals = [
+        Proposal(type=t, prompt=p, response=g.response, references=refs,
+                 parsed=TASK_TYPES[t].parse_proposal(g.response, program=prog, n_inputs=sp.n_induction_inputs,
+                                                     strip_comments=sp.strip_comments))
+        for (t, refs, prog), p, g in zip(plans, prompts, gens)
+    ]
+    return proposals, gens
+
+
+def validate_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal]) -> list[Proposal]:
+    """SPEC §1 step 2: validate every parsed proposal; one executor batch per task type."""
+    out: list[Proposal | None] = [None] * len(proposals)
+    for ttype, module in TASK_TYPES.items():
+        idx = [i for i, p in enumerate(proposals) if p.type is ttype]
+        for i, p in zip(idx, module.validate(eng.pool, [proposals[i] for i in idx], state.rng)):
+            out[i] = p
+    return out  # type: ignore[return-value]
+
+
+def solve_many(eng: Engines, state: SelfPlayState, tasks: Sequence[Task]) -> tuple[list[bool], list[bool], list[Generation]]:
+    """Answer each task once: (format_ok, correct, generation) per task, generation batched
+    across all task types and checking batched per type."""
+    prompts = [TASK_TYPES[t.type].solve_prompt(t) for t in tasks]
+    gens = _generate(eng, prompts, eng.cfg.rollout.max_new_tokens_solve, _step_seed(state))
+    answers = [TASK_TYPES[t.type].parse_answer(g.response) for t, g in zip(tasks, gens)]
+    correct = [False] * len(tasks)
+    for ttype, module in TASK_TYPES.items():
+        idx = [i for i, t in enumerate(tasks) if t.type is ttype]
+        for i, ok in zip(idx, module.check(eng.pool, [tasks[i] for i in idx], [answers[i] for i in idx])):
+            correct[i] = ok
+    return [not isinstance(a, FormatError) for a in answers], correct, gens
+
+
+def learnability_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal]) -> list[Proposal]:
+    """SPEC §1 step 3: r̄ = mean accuracy of n Monte-Carlo solves of each valid proposal."""
+    n = eng.cfg.selfplay.n_mc
+    valid = [i for i, p in enumerate(proposals) if p.valid]
+    _, correct, _ = solve_many(eng, state, [proposals[i].task for i in valid for _ in range(n)])
+    out = list(proposals)
+    for j, i in enumerate(valid):
+        out[i] = replace(proposals[i], solve_rate=rewards.solve_rate(correct[j * n:(j + 1) * n]))
+    return out
+
+
+def solve_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal]
+                ) -> tuple[list[Task], tuple[list[bool], list[bool], list[Generation]]]:
+    """SPEC §1 step 4: each type's B solve tasks are its valid proposals, topped up from its
+    buffer (step 2); the solver answers each once."""
+    b = eng.cfg.selfplay.batch_size
+    tasks = [task for ttype in TASK_TYPES
+             for task in state.buffers[ttype].fill([p.task for p in proposals if p.valid and p.type is ttype], b,
+                                                   state.rng)]
+    return tasks, solve_many(eng, state, tasks)
+
+
+def reward_stage(eng: Engines, proposals: Sequence[Proposal], propose_gens: Sequence[Generation],
+                 tasks: Sequence[Task], solved: tuple[list[bool], list[bool], list[Generation]]) -> list[Sample]:
+    """SPEC §1 step 5: composite rewards for proposer and solver responses."""
+    samples = []
+    if eng.cfg.selfplay.train_proposer:
+        for p, g in zip(proposals, propose_gens):
+            samples.append(Sample(Rollout(prompt=p.prompt, response=p.response, type=p.type, role=Role.PROPOSE,
+                                          reward=rewards.propose_reward(p.valid, p.solve_rate), format_ok=p.valid,
+                                          error=p.error, task=p.task), g))
+    for t, fmt, ok, g in zip(tasks, *solved):
+        samples.append(Sample(Rollout(prompt=g.prompt, response=g.response, type=t.type, role=Role.SOLVE,
+                                      reward=rewards.solve_reward(fmt, ok), format_ok=fmt, task=t), g))
+    return samples
+
+
+def advantage_stage(eng: Engines, state: SelfPlayState, samples: Sequence[Sample],
+                    proposals: Sequence[Proposal], tasks: Sequence[Task]) -> tuple[StepBatch, list[Generation]]:
+    """SPEC §1 step 6: TRR++ advantages, normalised within each (task type, role) group."""
+    batch = StepBatch(step=state.step, rollouts=tuple(s.rollout for s in samples), proposals=tuple(proposals),
+                      solve_tasks=tuple(tasks))
+    return assign_advantages(batch, BASELINES[eng.cfg.selfplay.baseline]), [s.generation for s in samples]
+
+
+def update_stage(eng: Engines, batch: StepBatch, gens: Sequence[Generation]) -> dict[str, float]:
+    """SPEC §1 step 6: one PPO-clip policy-gradient step over all responses, token-mean loss,
+    gradient accumulated over micro-batches.
+
+    With one epoch and one optimizer step per batch, π_old is the policy being differentiated,
+    so old log-probs are the detached current ones (ratio = 1): identical to a separate no-grad
+    pass, minus a forward pass. Without an entropy bonus, rollouts with zero advantage carry no
+    gradient and are skipped (all of them when every group's rewards are constant).
+    """
+    op = eng.cfg.optim
+    live = [i for i, r in enumerate(batch.rollouts)
+            if (r.advantage or op.entropy_coef > 0) and gens[i].response_ids]
+    total_tokens = sum(len(gens[i].response_ids) for i in live)
+    if not live:
+        return {"update/grad_norm": 0.0, "update/pg_loss": 0.0, "update/clip_frac": 0.0, "update/sequences": 0.0,
+                "update/tokens": 0.0}
+    adv = torch.tensor([batch.rollouts[i].advantage for i in live], dtype=torch.float32)  # (B,)
+    eng.optimizer.zero_grad(set_to_none=True)
+    stats = []
+    for mb in eng.policy.iter_logprob_microbatches(
+        [gens[i].prompt_ids for i in live], [gens[i].response_ids for i in live], micro_batch=op.micro_batch,
+        grad=True, temperature=eng.cfg.rollout.temperature, with_entropy=op.entropy_coef > 0,
+    ):
+        loss, st = ppo_clip_loss(mb.logprobs, mb.logprobs.detach(), adv[mb.index.cpu()].to(mb.logprobs.device),
+                                 mb.mask, clip_eps=op.clip_eps, entropy=mb.entropy, entropy_coef=op.entropy_coef,
+                                 num_tokens_total=total_tokens)
+        loss.backward()
+        stats.append(st)
+    grad_norm = 0.0
+    if live:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(list(eng.policy.parameters()), op.max_grad_norm))
+        eng.optimizer.step()
+    eng.optimizer.zero_grad(set_to_none=True)
+    tok = sum(st.num_tokens for st in stats) or 1
+    return {
+        "update/grad_norm": grad_norm,
+        "update/pg_loss": sum(st.pg_loss * st.num_tokens for st in stats) / tok,
+        "update/clip_frac": sum(st.clip_fraction * st.num_tokens for st in stats) / tok,
+        "update/sequences": float(len(live)),
+        "update/tokens": float(total_tokens),
+    }
+
+
+def grow_buffers_stage(state: SelfPlayState, proposals: Sequence[Proposal]) -> dict[str, float]:
+    """SPEC §1 step 7: valid proposals join their type's buffer (deduplicated)."""
+    added = Counter()
+    for p in proposals:
+        if p.task is not None and state.buffers[p.type].add(p.task):
+            added[p.type] += 1
+    return {f"buffer/{t}/added": float(added[t]) for t in TASK_TYPES}
+
+
+# -- the step -------------------------------------------------------------------------------
+def selfplay_step(eng: Engines, state: SelfPlayState) -> tuple[dict[str, float], StepBatch]:
+    """One step of Algorithm 1. Returns the step's flat metrics and its batch (for samples)."""
+    timer = Timer()
+    proposals, propose_gens = propose_stage(eng, state, eng.cfg.selfplay.batch_size)
+    timer.lap("propose")
+    proposals = validate_stage(eng, state, proposals)
+    timer.lap("validate")
+    proposals = learnability_stage(eng, state, proposals)
+    timer.lap("learnability")
+    tasks, solved = solve_stage(eng, state, proposals)
+    timer.lap("solve")
+    samples = reward_stage(eng, proposals, propose_gens, tasks, solved)
+    batch, gens = advantage_stage(eng, state, samples, proposals, tasks)
+    timer.lap("reward")
+    update = update_stage(eng, batch, gens)
+    timer.lap("update")
+    grown = grow_buffers_stage(state, proposals)
+    metrics = {**step_metrics(batch, gens, state), **update, **grown}
+    timer.lap("metrics")
+    metrics.update({f"time/{k}": v for k, v in timer.seconds.items()})
+    metrics["time/step"] = sum(timer.seconds.values())
+    gen_tokens = sum(len(g.response_ids) for g in propose_gens + solved[2])
+    metrics["perf/tokens_per_s"] = gen_tokens / max(1e-9, timer.seconds["propose"] + timer.seconds["solve"])
+    state.step += 1
+    return metrics, batch
+
+
+# -- metrics --------------------------------------------------------------------------------
+def step_metrics(batch: StepBatch, gens: Sequence[Generation], state: SelfPlayState) -> dict[str, float]:
+    """SPEC §4: rewards per group, proposer validity and reasons, learnability, accuracy,
+    format errors, lengths, buffer sizes, complexity and diversity of new programs."""
+    m: dict[str, float] = {}
+    for ttype in TASK_TYPES:
+        for role in Role:
+            rs = [r.reward for r in batch.group(ttype, role)]
+            if rs:
+                m[f"reward/{role}/{ttype}/mean"] = fmean(rs)
+                m[f"reward/{role}/{ttype}/std"] = pstdev(rs)
+                m[f"format_error_frac/{role}/{ttype}"] = fmean(not r.format_ok for r in batch.group(ttype, role))
+        solves = batch.group(ttype, Role.SOLVE)
+        if solves:
+            m[f"solve/{ttype}/accuracy"] = fmean(r.reward == 1.0 for r in solves)
+        m[f"buffer/{ttype}/size"] = float(len(state.buffers[ttype]))
+    props = batch.proposals
+    if props:
+        m["propose/valid_frac"] = fmean(p.valid for p in props)
+        m["propose/format_ok_frac"] = fmean(p.format_ok for p in props)
+        reasons = Counter(str(p.validation.reason) for p in props if p.validation is not None and not p.validation.ok)
+        for reason, count in reasons.items():
+            m[f"propose/invalid/{reason}"] = float(count)
+        rates = [p.solve_rate for p in props if p.solve_rate is not None]
+        if rates:
+            learn = [rewards.learnability(r) for r in rates]
+            m["propose/learnability/mean"] = fmean(learn)
+            m["propose/learnability/nonzero_frac"] = fmean(x > 0 for x in learn)
+            m["propose/solve_rate/mean"] = fmean(rates)
+    new_programs = [p.task.program for p in props if p.task is not None]
+    m.update(batch_complexity(new_programs))
+    if new_programs:
+        m["diversity/distinct_frac"] = distinct_fraction(new_programs)
+        dist = mean_edit_distance_to_refs([(p.task.program, [r.program for r in p.references])
+                                           for p in props if p.task is not None])
+        if dist is not None:
+            m["diversity/ast_edit_distance"] = dist
+    lengths = [len(g.response_ids) for g in gens]
+    if lengths:
+        m["response/length_mean"] = fmean(lengths)
+        m["response/truncated_frac"] = fmean(not g.finished for g in gens)
+    m["format_error_frac/all"] = fmean(not r.format_ok for r in batch.rollouts) if batch.rollouts else 0.0
+    return m
+
+
+# -- seeding --------------------------------------------------------------------------------
+def seed_buffers(eng: Engines, state: SelfPlayState, on_round: Callable[[dict[TaskType, int], int], None]) -> int:
+    """SPEC §1 Seeding: propose from the identity triplet until the deduction and abduction
+    buffers hold B×S tasks (and induction B×S), or after `seed_max_tries` generations per type.
+    Resumable: it only tops up what the buffers still lack. Returns generations used."""
+    sp = eng.cfg.selfplay
+    target = sp.batch_size * sp.seed_factor
+    tries = 0
+    per_round = max(1, min(eng.cfg.rollout.gen_batch_size // 3, target))
+    while tries < sp.seed_max_tries and any(len(state.buffers[t]) < target + 1 for t in TASK_TYPES):
+        proposals, _ = propose_stage(eng, state, per_round)
+        proposals = validate_stage(eng, state, proposals)
+        grow_buffers_stage(state, proposals)
+        tries += per_round
+        on_round({t: len(state.buffers[t]) for t in TASK_TYPES}, tries)
+    return tries

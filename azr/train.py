@@ -1,0 +1,211 @@
+"""`azr train`: build everything, seed the buffers, run self-play steps, checkpoint, report.
+
+A run lives in ``<out_dir>/<name>/``: ``config.json``, ``metadata.json`` (sandbox layers, model
+source), ``metrics.jsonl``, ``samples/``, ``seeding/``, ``checkpoints/`` and ``report/``.
+Re-running the same command continues the run from its last checkpoint (``--run.no-resume``
+refuses to touch an existing run instead); Ctrl-C writes a checkpoint before exiting, and a
+``kill -9`` loses at most the steps since the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from azr import config as C
+from azr.buffers import TaskBuffer
+from azr.checkpoint import RngState, latest_checkpoint, load_checkpoint, save_checkpoint
+from azr.executor import SandboxPool
+from azr.metrics import MetricsLogger, read_metrics
+from azr.records import TaskType
+from azr.selfplay import Engines, SelfPlayState, seed_buffers, selfplay_step
+from azr.tasks import TASK_TYPES
+
+SUMMARY_KEYS = (
+    "propose/valid_frac", "format_error_frac/all", "propose/learnability/mean",
+    *(f"solve/{t}/accuracy" for t in TaskType), "time/step",
+)
+
+
+@dataclass
+class Run:
+    cfg: C.TrainConfig
+    dir: Path
+    eng: Engines
+    state: SelfPlayState
+    log: MetricsLogger
+    seeded: bool
+
+
+@contextmanager
+def deferred_sigint():
+    """Hold Ctrl-C while the weights, buffers and step counter change together, so that a
+    checkpoint written on interrupt is always a consistent step boundary."""
+    pending = []
+    old = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if pending:
+            raise KeyboardInterrupt
+
+
+def _policy_config(cfg: C.TrainConfig):
+    from azr.policy import LoraSettings, PolicyConfig
+
+    m = cfg.model
+    return PolicyConfig(device=m.device, lora=LoraSettings(r=m.lora_rank) if m.lora_rank else None,
+                        gradient_checkpointing=m.gradient_checkpointing, seed=cfg.run.seed)
+
+
+def setup(cfg: C.TrainConfig, console=None) -> Run:
+    from azr.policy import load_policy
+
+    cfg = C.finalize(cfg)
+    run_dir = Path(cfg.run.out_dir) / cfg.run.name
+    ckpt_path = latest_checkpoint(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.run.resume:
+        raise SystemExit(f"{run_dir} already holds a run; continue it (drop --run.no-resume) or pick another "
+                         f"--run.name")
+    ckpt = load_checkpoint(ckpt_path, expect_config=C.to_dict(cfg)) if ckpt_path else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(C.to_dict(cfg), indent=1))
+
+    torch.manual_seed(cfg.run.seed)
+    rng, np_rng = random.Random(cfg.run.seed), np.random.default_rng(cfg.run.seed)
+    policy = load_policy(str(ckpt.model_dir) if ckpt else cfg.model.name, _policy_config(cfg))
+    optimizer = torch.optim.AdamW(list(policy.parameters()), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    n = cfg.selfplay.n_induction_inputs
+    buffers = {t: TaskBuffer.seeded(t, n_inputs=n) for t in TaskType}
+    step, seeded = 0, False
+    if ckpt:
+        optimizer.load_state_dict(ckpt.trainer_state["optimizer"])
+        RngState(**ckpt.trainer_state["rng"]).restore(rng, np_rng)
+        buffers = {t: TaskBuffer.load(ckpt.buffers_dir / f"{t}.jsonl", t) for t in TaskType}
+        step, seeded = ckpt.step, True
+    elif (run_dir / "seeding").exists():  # resume an interrupted seeding
+        buffers = {t: TaskBuffer.load(run_dir / "seeding" / f"{t}.jsonl", t) if
+                   (run_dir / "seeding" / f"{t}.jsonl").exists() else buffers[t] for t in TaskType}
+    pool = SandboxPool(cfg.sandbox)
+    meta = {"sandbox_layers": pool.info.layers, "sandbox_warnings": list(pool.info.warnings),
+            "model": getattr(policy, "info", None).__dict__ if getattr(policy, "info", None) else cfg.model.name,
+            "torch": torch.__version__, "resumed_from": str(ckpt.path) if ckpt else None}
+    (run_dir / "metadata.json").write_text(json.dumps(meta, indent=1, default=str))
+    log = MetricsLogger(run_dir, tensorboard=cfg.run.tensorboard, wandb_project=cfg.run.wandb_project, config=cfg)
+    log.truncate_after(step)
+    state = SelfPlayState(step=step, buffers=buffers, rng=rng, np_rng=np_rng)
+    return Run(cfg, run_dir, Engines(policy, pool, optimizer, cfg), state, log, seeded)
+
+
+def save(run: Run) -> Path:
+    st = run.state
+    return save_checkpoint(
+        run.dir, st.step, save_model=run.eng.policy.save,
+        save_buffers=lambda d: [b.save(d / f"{t}.jsonl") for t, b in st.buffers.items()],
+        optimizer=run.eng.optimizer, rng=RngState.capture(st.rng, st.np_rng), config=C.to_dict(run.cfg),
+    )
+
+
+def seed(run: Run, progress) -> None:
+    """The seeding stage with a progress bar; buffers are saved after every round."""
+    sp = run.cfg.selfplay
+    target = sp.batch_size * sp.seed_factor + 1
+    task = progress.add_task("seeding buffers", total=target * len(TASK_TYPES))
+    out = run.dir / "seeding"
+    out.mkdir(exist_ok=True)
+
+    def on_round(sizes, tries):
+        for t, b in run.state.buffers.items():
+            b.save(out / f"{t}.jsonl")
+        progress.update(task, completed=sum(min(v, target) for v in sizes.values()),
+                        description="seeding " + " ".join(f"{t[:3]}={v}" for t, v in sizes.items()) + f" tries={tries}")
+
+    on_round({t: len(b) for t, b in run.state.buffers.items()}, 0)
+    seed_buffers(run.eng, run.state, on_round)
+    progress.update(task, completed=target * len(TASK_TYPES))
+
+
+def train(cfg: C.TrainConfig) -> Path:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console()
+    run = setup(cfg, console)
+    cfg = run.cfg
+    console.print(f"[bold]azr[/] run [cyan]{run.dir}[/] · model {cfg.model.name} · step {run.state.step}/"
+                  f"{cfg.run.steps} · sandbox: {', '.join(k for k, v in run.eng.pool.info.layers.items() if v)}")
+    for w in run.eng.pool.info.warnings:
+        console.print(f"[yellow]sandbox warning:[/] {w}")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            if not run.seeded:
+                seed(run, progress)
+                save(run)
+                run.seeded = True
+            task = progress.add_task("self-play", total=cfg.run.steps, completed=run.state.step)
+            while run.state.step < cfg.run.steps:
+                with deferred_sigint():
+                    metrics, batch = selfplay_step(run.eng, run.state)
+                run.log.log(run.state.step, metrics)
+                run.log.dump_samples(run.state.step, batch.rollouts[:cfg.run.samples_per_step])
+                if run.state.step % cfg.run.save_every == 0 or run.state.step == cfg.run.steps:
+                    save(run)
+                progress.update(task, completed=run.state.step, description=_live(metrics))
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted at step {run.state.step}: writing a checkpoint…[/]")
+        save(run)
+        console.print(f"checkpoint saved; run the same command again to resume ({run.dir})")
+        raise SystemExit(130) from None
+    finally:
+        run.eng.pool.close()
+        run.log.close()
+    _summary(run, console)
+    return run.dir
+
+
+def _live(m: dict[str, float]) -> str:
+    acc = " ".join(f"{t[:3]}={m.get(f'solve/{t}/accuracy', 0):.2f}" for t in TaskType)
+    return (f"self-play valid={m.get('propose/valid_frac', 0):.2f} fmt_err={m.get('format_error_frac/all', 0):.2f} "
+            f"acc({acc}) {m.get('time/step', 0):.0f}s/step")
+
+
+def _summary(run: Run, console) -> None:
+    from rich.table import Table
+
+    from azr.report import write_report
+
+    rows = read_metrics(run.dir)
+    if not rows:
+        console.print("no steps were run")
+        return
+    first, last = rows[0], rows[-1]
+    table = Table(title=f"What self-play changed (step {first['step']} → {last['step']})")
+    for col in ("metric", "first step", "last step"):
+        table.add_column(col)
+    for k in SUMMARY_KEYS:
+        a, b = first.get(k), last.get(k)
+        table.add_row(k, "-" if a is None else f"{a:.3f}", "-" if b is None else f"{b:.3f}")
+    sizes = " ".join(f"{t}={len(b)}" for t, b in run.state.buffers.items())
+    console.print(table)
+    console.print(f"task buffers: {sizes}")
+    index = write_report(run.dir)
+    console.print(f"report: [cyan]{index}[/]  (azr report {run.dir} redraws it)")
+    t = sum(r.get("time/step", 0) or 0 for r in rows)
+    console.print(f"{len(rows)} steps, {t / 60:.1f} min of step time")
+
+
+def main_train(cfg: C.TrainConfig) -> int:
+    t0 = time.time()
+    train(cfg)
+    print(f"done in {time.time() - t0:.0f}s")
+    return 0
