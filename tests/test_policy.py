@@ -249,18 +249,32 @@ def test_gradient_accumulation_equals_full_batch_and_step_changes_params():
     assert not torch.allclose(new.logprobs, nograd.logprobs)
 
 
-def test_generation_copy_follows_updates():
-    policy = load_policy("tiny", PolicyConfig(device="cpu"))  # bf16 generation copy
-    cfg = GenerationConfig(max_new_tokens=4, greedy=True)
-    policy.generate(["hi"], cfg)
+@pytest.mark.parametrize("lora", [None, LoraSettings(r=4, alpha=8)], ids=["full", "lora"])
+def test_generation_copy_follows_fused_optimizer_updates(lora):
+    """Fused AdamW writes weights without bumping autograd version counters; rollouts must still
+    use the updated weights."""
+    if lora is not None:
+        pytest.importorskip("peft")
+    policy = load_policy("tiny", PolicyConfig(device="cpu", lora=lora))  # bf16 generation copy
+    policy.generate(["hi"], GenerationConfig(max_new_tokens=2, greedy=True))
     gen = policy._generation_model()
     assert gen is not policy.module and next(gen.parameters()).dtype == torch.bfloat16
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(0.01)
+
+    p_ids, r_ids = _rows(policy)
+    opt = torch.optim.AdamW(policy.parameters(), lr=0.05, fused=True)
+    (-policy.sequence_logprobs(p_ids, r_ids, grad=True, micro_batch=4).logprobs.sum()).backward()
+    opt.step()
+
     gen = policy._generation_model()
-    for src, dst in zip(policy.module.parameters(), gen.parameters()):
-        torch.testing.assert_close(dst, src.to(torch.bfloat16))
+    if lora is None:
+        for src, dst in zip(policy.module.parameters(), gen.parameters()):
+            torch.testing.assert_close(dst, src.detach().to(torch.bfloat16))
+    else:
+        import copy
+
+        merged = copy.deepcopy(policy.module).merge_and_unload().to(torch.bfloat16)
+        for ref, dst in zip(merged.parameters(), gen.parameters()):
+            torch.testing.assert_close(dst, ref)
 
 
 def test_save_load_roundtrip(tiny, tmp_path):
