@@ -248,6 +248,13 @@ def test_gradient_accumulation_equals_full_batch_and_step_changes_params():
     new = policy.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4)
     assert not torch.allclose(new.logprobs, nograd.logprobs)
 
+    # the entropy is differentiable too (an entropy bonus must reach the weights)
+    policy.module.zero_grad()
+    ent = policy.sequence_logprobs(p_ids, r_ids, grad=True, micro_batch=4, with_entropy=True).entropy
+    assert ent.requires_grad
+    ent.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.parameters())
+
 
 @pytest.mark.parametrize("lora", [None, LoraSettings(r=4, alpha=8)], ids=["full", "lora"])
 def test_generation_copy_follows_fused_optimizer_updates(lora):

@@ -106,8 +106,9 @@ class TokenLogprobs:
     mask: torch.Tensor
     """(B, T) float32. 1 at real response tokens, 0 at padding."""
     entropy: torch.Tensor | None = None
-    """(B, T) float32, detached. Entropy of the next-token distribution at each response position;
-    only computed when asked for (``with_entropy=True``), 0 at padding."""
+    """(B, T) float32. Entropy of the next-token distribution at each response position (after the
+    temperature), 0 at padding; None unless ``with_entropy=True``. Carries a graph iff ``grad=True``
+    (so it can serve as an entropy bonus); costs two extra (B, T, V) tensors in that case."""
 
 
 @dataclass
@@ -125,7 +126,7 @@ class LogprobMicroBatch:
     mask: torch.Tensor
     """(G, T) float32. 1 at real response tokens, 0 at padding."""
     entropy: torch.Tensor | None = None
-    """(G, T) float32, detached, or None when not asked for."""
+    """(G, T) float32 or None. As :attr:`TokenLogprobs.entropy`; carries a graph iff ``grad=True``."""
 
 
 @dataclass(frozen=True)

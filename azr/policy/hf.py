@@ -470,11 +470,12 @@ class HFPolicy:
                 lse = logits.logsumexp(-1)  # (G, T')
                 token_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (G, T')
                 logprobs = (token_logits - lse) * mask  # (G, T')
-            entropy = None
-            if with_entropy:
-                with torch.no_grad():
-                    probs = (logits.detach() - lse.detach().unsqueeze(-1)).exp()  # (G, T', V)
-                    entropy = (lse.detach() - (probs * logits.detach()).sum(-1)) * mask  # (G, T')
+                entropy = None
+                if with_entropy:
+                    # H = lse - sum(p * logits); differentiable so an entropy bonus can train. Under
+                    # grad this keeps two more (G, T', V) fp32 tensors alive until backward.
+                    probs = (logits - lse.unsqueeze(-1)).exp()  # (G, T', V)
+                    entropy = (lse - (probs * logits).sum(-1)) * mask  # (G, T')
         finally:
             self.model.eval()
         return logprobs, mask, entropy
