@@ -99,8 +99,9 @@ class RunConfig:
     """Checkpoint every N steps (and on Ctrl-C)."""
     seed: int = 0
     """Seed for every RNG of the run."""
-    resume: bool = False
-    """Continue the run in <out_dir>/<name> from its last checkpoint."""
+    resume: bool = True
+    """Continue the run in <out_dir>/<name> from its last checkpoint, if it has one; with --run.no-resume an
+    existing run directory is an error instead."""
     samples_per_step: int = 24
     """Rollouts dumped to samples/step_N.jsonl each step."""
     tensorboard: bool = True
