@@ -122,8 +122,12 @@ class TrainConfig:
 
 def cpu() -> TrainConfig:
     """The embedded model on 2 CPU cores: B=4, n=4 and short responses keep a step to minutes.
-    lr is far above the paper's 1e-6 because 20 steps of 1e-6 move a 135M model by nothing."""
+    lr is above the paper's 1e-6 because 20 steps of 1e-6 move a 135M model by nothing.
+    Seeding is capped at 30 generations per type: out of the box SmolLM2 almost never writes a
+    valid task (SPEC §6), and a longer search costs minutes for nothing; the step loop fills
+    short batches from the buffers."""
     return TrainConfig(
+        selfplay=SelfPlayConfig(seed_max_tries=30),
         optim=OptimConfig(lr=2e-6, micro_batch=8),
         run=RunConfig(name="azr-cpu", steps=20),
     )
