@@ -23,7 +23,7 @@ import torch
 
 from azr import rewards
 from azr.advantages import assign_advantages, global_advantages, trr_advantages
-from azr.buffers import TaskBuffer, sample_programs
+from azr.buffers import TaskBuffer, sample_programs, seed_task
 from azr.complexity import batch_complexity, distinct_fraction, mean_edit_distance_to_refs
 from azr.config import TrainConfig
 from azr.executor import SandboxPool
@@ -98,7 +98,9 @@ def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[li
         programs = (sample_programs([state.buffers[TaskType.DEDUCTION], state.buffers[TaskType.ABDUCTION]],
                                     per_type, state.rng) if ttype is TaskType.INDUCTION else [None] * per_type)
         for program in programs:
-            refs = state.buffers[ttype].sample_references(sp.k_refs if sp.use_references else 1, state.rng)
+            # The 'no references' ablation still shows the fixed seed: the format needs an example.
+            refs = (state.buffers[ttype].sample_references(sp.k_refs, state.rng) if sp.use_references
+                    else [seed_task(ttype, sp.n_induction_inputs)])
             plans.append((ttype, tuple(refs), program))
     prompts = [TASK_TYPES[t].propose_prompt(refs, program=prog, n_inputs=sp.n_induction_inputs)
                for t, refs, prog in plans]

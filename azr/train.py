@@ -68,7 +68,11 @@ def _policy_config(cfg: C.TrainConfig):
 
 
 def setup(cfg: C.TrainConfig, console=None) -> Run:
+    from transformers.utils import logging as hf_logging
+
     from azr.policy import load_policy
+
+    hf_logging.disable_progress_bar()  # our own progress display is the one to watch
 
     cfg = C.finalize(cfg)
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
