@@ -2,9 +2,9 @@
 
     azr train [--preset cpu|tiny-test|paper] [--run.steps 3] [--model.name ...] ...
     azr report RUN_DIR
-    azr eval ...          (not implemented yet: lands with the evaluation issue)
+    azr eval [--model default|HF id|path|run dir] [--suite cruxeval-o,cruxeval-i,humaneval] [--compare A B] ...
 
-`azr train --preset P --help` lists every field of the typed config with its docstring.
+`azr train --preset P --help` and `azr eval --help` list every field of the typed config with its docstring.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ def _split_preset(argv: list[str]) -> tuple[str, list[str]]:
             preset = next(it, "")
         elif arg.startswith("--preset="):
             preset = arg.split("=", 1)[1]
+        elif arg == "--eval-every" or arg.startswith("--eval-every="):
+            rest.append(arg.replace("--eval-every", "--eval.every"))
         else:
             rest.append(arg)
     if preset not in PRESETS:
@@ -52,8 +54,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"azr report: {e}") from None
         return 0
     if cmd == "eval":
-        print("azr eval is not implemented yet: CRUXEval/HumanEval evaluation lands with the evaluation issue (#5).")
-        return 2
+        import tyro
+
+        from azr.config import EvalCommand
+        from azr.eval.command import main_eval
+
+        ecmd = tyro.cli(EvalCommand, args=rest, prog="azr eval", config=(tyro.conf.OmitArgPrefixes,),
+                        description="Evaluate a model (or compare two) on CRUXEval-O/I and HumanEval-style suites.")
+        return main_eval(ecmd)
     print(__doc__)
     return 0 if cmd in ("--help", "-h", "help") else 2
 

@@ -111,6 +111,74 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Benchmark evaluation: what `azr eval` runs, and what `azr train --eval-every N` logs."""
+
+    suite: str = "cruxeval-o,cruxeval-i"
+    """Comma-separated suites: cruxeval-o, cruxeval-i, humaneval."""
+    data: tuple[str, ...] = ()
+    """Data per suite as SUITE=PATH, or one bare PATH for every suite (a .jsonl/.jsonl.gz file or a Hugging Face
+    dataset id). CRUXEval defaults to $AZR_CRUXEVAL or shared/benchmarks/cruxeval.jsonl beside the project."""
+    limit: int | None = None
+    """Evaluate only the first N items of each suite (a quick look)."""
+    n: int = 1
+    """Samples per item; pass@k is reported for k in (1, 5, 10) up to n."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 is greedy (then n must be 1)."""
+    prompt_style: Literal["azr", "native"] = "azr"
+    """azr: the solver's training format (<think>/<answer>); native: the benchmark's own style."""
+    max_new_tokens: int = 0
+    """Response cap; 0 uses the suite's default (192 for CRUXEval, 384 for synthesis)."""
+    batch_size: int = 32
+    """Prompts per generation batch."""
+    seed: int = 0
+    """Sampling seed."""
+    every: int = 0
+    """In `azr train`: evaluate every N steps on the first `limit` items (0 = never). Alias: --eval-every."""
+
+    @property
+    def suites(self) -> list[str]:
+        return [s.strip() for s in self.suite.split(",") if s.strip()]
+
+
+@dataclass(frozen=True)
+class EvalCommand:
+    """`azr eval`: one model, or two with --compare, on benchmark suites."""
+
+    model: str = "default"
+    """Model to evaluate: default (the embedded SmolLM2), an HF id or path, a run directory (its latest checkpoint)
+    or a checkpoint directory."""
+    compare: tuple[str, str] | None = None
+    """Evaluate two models A B on the same items and test the difference (McNemar, paired)."""
+    out: str = "eval"
+    """Directory for the JSON reports and the comparison plot."""
+    device: str = "cpu"
+    """cpu or cuda[:N]."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def finalize_eval(cfg: EvalConfig) -> EvalConfig:
+    """Check an EvalConfig; raise ValueError with a fix for the first problem found."""
+    from azr.eval import SUITES
+
+    checks = [
+        (bool(cfg.suites), "--suite is empty; name at least one of " + ", ".join(SUITES)),
+        (all(s in SUITES for s in cfg.suites), f"unknown suite in {cfg.suite!r}; choose from {', '.join(SUITES)}"),
+        (cfg.n >= 1, "--n must be >= 1"),
+        (cfg.temperature >= 0, "--temperature must be >= 0 (0 = greedy)"),
+        (cfg.temperature > 0 or cfg.n == 1, "greedy decoding (--temperature 0) gives identical samples: use --n 1, "
+                                            "or --temperature 0.8 for pass@k"),
+        (cfg.limit is None or cfg.limit >= 1, "--limit must be >= 1"),
+        (cfg.every >= 0, "--eval-every must be >= 0 (0 = off)"),
+        (cfg.batch_size >= 1 and cfg.max_new_tokens >= 0, "--batch-size must be >= 1 and --max-new-tokens >= 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(f"bad eval config: {msg}")
+    return cfg
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -118,6 +186,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sandbox: SandboxConfig = field(default_factory=lambda: SandboxConfig(timeout_s=5.0))
     run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=50))
 
 
 def cpu() -> TrainConfig:
@@ -189,6 +258,8 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
     for ok, msg in checks:
         if not ok:
             raise ValueError(f"bad config: {msg}")
+    if cfg.eval.every:
+        finalize_eval(cfg.eval)
     if cfg.model.device.startswith("cuda"):
         import torch
 
@@ -201,10 +272,15 @@ def to_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def to_dict_eval(cfg: EvalConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
 def from_dict(d: dict) -> TrainConfig:
     """Rebuild a TrainConfig from ``to_dict`` output (a checkpoint's saved config)."""
     return TrainConfig(
         model=ModelConfig(**d["model"]), rollout=RolloutConfig(**d["rollout"]),
         selfplay=SelfPlayConfig(**d["selfplay"]), optim=OptimConfig(**d["optim"]),
         sandbox=SandboxConfig(**d["sandbox"]), run=RunConfig(**d["run"]),
+        eval=EvalConfig(**{**d.get("eval", {"limit": 50}), "data": tuple(d.get("eval", {}).get("data", ()))}),
     )

@@ -115,19 +115,19 @@ def format_line(n_examples: int) -> str:
     return FORMAT_LINE.format(s="s" if n_examples != 1 else "")
 
 
-def _solve_example(task: str, answer_body: str, think: str) -> str:
+def solve_example(task: str, answer_body: str, think: str) -> str:
     return f"{EXAMPLE_HEADER.format(1)}\n{task}\n{render_answer(answer_body, think)}"
 
 
-DEDUCTION_SOLVE_EXAMPLE = _solve_example(
+DEDUCTION_SOLVE_EXAMPLE = solve_example(
     f"{render_program(SOLVE_EXAMPLE_PROGRAM)}\n{render_input(SOLVE_EXAMPLE_INPUT)}",
     SOLVE_EXAMPLE_OUTPUT, DEDUCTION_SOLVE_THINK,
 )
-ABDUCTION_SOLVE_EXAMPLE = _solve_example(
+ABDUCTION_SOLVE_EXAMPLE = solve_example(
     f"{render_program(SOLVE_EXAMPLE_PROGRAM)}\n{render_output(SOLVE_EXAMPLE_OUTPUT)}",
     SOLVE_EXAMPLE_INPUT, ABDUCTION_SOLVE_THINK,
 )
-INDUCTION_SOLVE_EXAMPLE = _solve_example(
+INDUCTION_SOLVE_EXAMPLE = solve_example(
     f"{render_message(SOLVE_EXAMPLE_MESSAGE)}\n{render_pairs(SOLVE_EXAMPLE_INDUCTION_PAIRS)}",
     render_program(SOLVE_EXAMPLE_PROGRAM), INDUCTION_SOLVE_THINK,
 )

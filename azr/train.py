@@ -43,6 +43,8 @@ class Run:
     state: SelfPlayState
     log: MetricsLogger
     seeded: bool
+    eval_items: dict | None = None
+    """Items of the fixed eval subset (`--eval-every`), loaded once at setup so bad data fails early."""
 
 
 @contextmanager
@@ -107,7 +109,24 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
     log = MetricsLogger(run_dir, tensorboard=cfg.run.tensorboard, wandb_project=cfg.run.wandb_project, config=cfg)
     log.truncate_after(step)
     state = SelfPlayState(step=step, buffers=buffers, rng=rng, np_rng=np_rng)
-    return Run(cfg, run_dir, Engines(policy, pool, optimizer, cfg), state, log, seeded)
+    eval_items = None
+    if cfg.eval.every:
+        from azr.eval.runner import load_suite_items
+
+        eval_items = load_suite_items(cfg.eval.suites, cfg.eval.data, cfg.eval.limit)
+    return Run(cfg, run_dir, Engines(policy, pool, optimizer, cfg), state, log, seeded, eval_items)
+
+
+def evaluate_now(run: Run) -> dict[str, float]:
+    """Evaluate the current policy on the fixed subset; the report goes to eval/step_N.json and
+    the flat ``eval/<suite>/pass@k`` metrics are returned for this step's row."""
+    from azr.eval.command import eval_kwargs
+    from azr.eval.runner import evaluate, write_report
+
+    report = evaluate(run.eng.policy, run.eng.pool, run.cfg.model.name, run.eval_items,
+                      settings=C.to_dict_eval(run.cfg.eval), **eval_kwargs(run.cfg.eval))
+    write_report(report, run.dir / "eval" / f"step_{run.state.step:06d}.json")
+    return report.metrics()
 
 
 def save(run: Run) -> Path:
@@ -157,9 +176,15 @@ def train(cfg: C.TrainConfig) -> Path:
                 save(run)
                 run.seeded = True
             task = progress.add_task("self-play", total=cfg.run.steps, completed=run.state.step)
+            if cfg.eval.every and run.state.step == 0 and not (run.dir / "eval" / "step_000000.json").exists():
+                progress.update(task, description="evaluating the model before self-play…")
+                run.log.log(0, evaluate_now(run))  # the baseline every later eval is compared with
             while run.state.step < cfg.run.steps:
                 with deferred_sigint():
                     metrics, batch = selfplay_step(run.eng, run.state)
+                if cfg.eval.every and run.state.step % cfg.eval.every == 0:
+                    progress.update(task, description=f"evaluating at step {run.state.step}…")
+                    metrics.update(evaluate_now(run))
                 run.log.log(run.state.step, metrics)
                 run.log.dump_samples(run.state.step, batch.rollouts[:cfg.run.samples_per_step])
                 if run.state.step % cfg.run.save_every == 0 or run.state.step == cfg.run.steps:
@@ -192,12 +217,18 @@ def _summary(run: Run, console) -> None:
     if not rows:
         console.print("no steps were run")
         return
-    first, last = rows[0], rows[-1]
+    steps = [r for r in rows if "time/step" in r] or rows  # a step-0 row holds only the baseline eval
+    first, last = steps[0], steps[-1]
     table = Table(title=f"What self-play changed (step {first['step']} → {last['step']})")
     for col in ("metric", "first step", "last step"):
         table.add_column(col)
+    evals = [r for r in rows if any(k.startswith("eval/") for k in r)]
+    eval_keys = sorted({k for r in evals for k in r if k.endswith("/pass@1")})
     for k in SUMMARY_KEYS:
         a, b = first.get(k), last.get(k)
+        table.add_row(k, "-" if a is None else f"{a:.3f}", "-" if b is None else f"{b:.3f}")
+    for k in eval_keys:  # eval rows: the first and the last evaluation
+        a, b = evals[0].get(k), evals[-1].get(k)
         table.add_row(k, "-" if a is None else f"{a:.3f}", "-" if b is None else f"{b:.3f}")
     sizes = " ".join(f"{t}={len(b)}" for t, b in run.state.buffers.items())
     console.print(table)
@@ -205,7 +236,7 @@ def _summary(run: Run, console) -> None:
     index = write_report(run.dir)
     console.print(f"report: [cyan]{index}[/]  (azr report {run.dir} redraws it)")
     t = sum(r.get("time/step", 0) or 0 for r in rows)
-    console.print(f"{len(rows)} steps, {t / 60:.1f} min of step time")
+    console.print(f"{len(steps)} steps, {t / 60:.1f} min of step time")
 
 
 def main_train(cfg: C.TrainConfig) -> int:

@@ -139,3 +139,23 @@ def test_kill_9_mid_run_resumes_from_last_checkpoint(tmp_path):
     train(tiny(tmp_path, killed_at + 1))
     steps = [r["step"] for r in read_metrics(run_dir)]
     assert steps == list(range(1, killed_at + 2))
+
+
+def test_eval_every_logs_pass_at_1_and_report_plots_it(tmp_path):
+    from azr.report import write_report
+    from tests.conftest import CRUXEVAL
+
+    if not CRUXEVAL.exists():
+        pytest.skip(f"CRUXEval data not found at {CRUXEVAL}")
+    cfg = tiny(tmp_path, 1, name="with-eval")
+    cfg = dataclasses.replace(cfg, eval=C.EvalConfig(every=1, limit=3, max_new_tokens=8, data=(str(CRUXEVAL),)))
+    run_dir = train(cfg)
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [0, 1]
+    for r in rows:
+        for suite in ("cruxeval-o", "cruxeval-i"):
+            assert 0.0 <= r[f"eval/{suite}/pass@1"] <= 1.0
+    assert "time/step" in rows[1] and "time/step" not in rows[0]
+    assert sorted(p.name for p in (run_dir / "eval").glob("*.json")) == ["step_000000.json", "step_000001.json"]
+    write_report(run_dir)
+    assert (run_dir / "report" / "evaluation_pass_1.png").exists()

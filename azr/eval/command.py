@@ -1,0 +1,75 @@
+"""`azr eval`: load the model(s), run the suites, write reports, print tables, compare.
+
+    azr eval --model default --suite cruxeval-o,cruxeval-i --limit 50
+    azr eval --model runs/azr-cpu --suite humaneval --data humaneval=HumanEval.jsonl.gz
+    azr eval --compare default runs/azr-cpu --suite cruxeval-o,cruxeval-i
+
+Reports go to ``<out>/<model-slug>.json``; ``--compare`` also writes ``<out>/compare.json``
+and ``<out>/compare.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from azr import config as C
+from azr.eval.runner import (EvalReport, compare, comparison_table, evaluate, load_suite_items, plot_comparison,
+                             resolve_model, slug, summary_table, write_report)
+from azr.eval.suite import EvalDataError
+
+
+def eval_kwargs(cfg: C.EvalConfig) -> dict:
+    return dict(n=cfg.n, temperature=cfg.temperature, style=cfg.prompt_style, max_new_tokens=cfg.max_new_tokens,
+                batch_size=cfg.batch_size, seed=cfg.seed)
+
+
+def evaluate_model(spec: str, items, cmd: C.EvalCommand, pool, progress) -> EvalReport:
+    from azr.policy import PolicyConfig, load_policy
+
+    model = resolve_model(spec)
+    policy = load_policy(model, PolicyConfig(device=cmd.device))
+    settings = {**json.loads(json.dumps(C.to_dict_eval(cmd.eval))), "model_spec": spec}
+    report = evaluate(policy, pool, model, items, settings=settings, progress=progress, **eval_kwargs(cmd.eval))
+    del policy
+    return report
+
+
+def main_eval(cmd: C.EvalCommand) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from transformers.utils import logging as hf_logging
+
+    from azr.executor import SandboxPool
+    from azr.policy import PolicyLoadError
+
+    console = Console()
+    hf_logging.disable_progress_bar()
+    try:
+        cfg = C.finalize_eval(cmd.eval)
+        items = load_suite_items(cfg.suites, cfg.data, cfg.limit)
+    except (ValueError, EvalDataError) as e:
+        raise SystemExit(f"azr eval: {e}") from None
+    models = list(cmd.compare) if cmd.compare else [cmd.model]
+    out = Path(cmd.out)
+    reports = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with SandboxPool(C.TrainConfig().sandbox) as pool, Progress(*columns, console=console) as progress:
+        for spec in models:
+            try:
+                report = evaluate_model(spec, items, cmd, pool, progress)
+            except (PolicyLoadError, EvalDataError) as e:
+                raise SystemExit(f"azr eval: {e}") from None
+            path = write_report(report, out / f"{slug(report.model)}.json")
+            progress.console.print(f"report: [cyan]{path}[/]")
+            reports.append(report)
+    console.print(summary_table(reports))
+    if cmd.compare:
+        (a, b), (na, nb) = reports, cmd.compare
+        rows = compare(a, b)
+        console.print(comparison_table(rows, na, nb))
+        (out / "compare.json").write_text(json.dumps({"a": na, "b": nb, "suites": [dataclasses.asdict(r)
+                                                      for r in rows]}, indent=1))
+        console.print(f"plot: [cyan]{plot_comparison(rows, na, nb, out / 'compare.png')}[/]")
+    return 0

@@ -1,0 +1,117 @@
+"""CRUXEval-O (predict the output) and CRUXEval-I (find an input), scored by execution.
+
+Rows are ``{"code", "input", "output", "id"}`` (``../shared/benchmarks/cruxeval.jsonl``).
+In the ``azr`` style the prompts and answer parsing are exactly the deduction and abduction
+solver's, so the eval measures the skill self-play trains. Scoring follows the reference
+scorer: an O answer is right when its value ``==`` the gold output; an I answer is right when
+running ``f(answer)`` in the sandbox gives a value ``==`` the gold output.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Sequence
+
+from azr.eval.suite import EvalItem, PromptStyle
+from azr.executor import SandboxPool, check_abduction_many, values_equal
+from azr.executor.checkers import AbductionCheck
+from azr.records import FormatError, Task, TaskType
+from azr.tasks import TASK_TYPES
+
+NATIVE_O = (
+    "Complete the assertion with the exact output of the Python function `f` on the given input. "
+    "Write the output as a Python literal, even if the function looks wrong.\n\n"
+    "[PYTHON]\n{code}\nassert f({input}) == ??\n[/PYTHON]\n\n"
+    "Reply with the completed assertion between [ANSWER] and [/ANSWER]."
+)
+NATIVE_I = (
+    "Find an input for which the Python function `f` returns the given output, and complete the "
+    "assertion with it. If several inputs work, give any one.\n\n"
+    "[PYTHON]\n{code}\nassert f(??) == {output}\n[/PYTHON]\n\n"
+    "Reply with the completed assertion between [ANSWER] and [/ANSWER]."
+)
+_ANSWER_BLOCK = re.compile(r"\[ANSWER\](.*?)(?:\[/ANSWER\]|$)", re.DOTALL)
+
+
+def _item(row: dict, index: int) -> EvalItem:
+    return EvalItem(id=str(row.get("id", f"row_{index}")), program=row["code"], input=row["input"],
+                    output=row["output"])
+
+
+def _task(item: EvalItem, task_type: TaskType) -> Task:
+    return Task(task_type, item.program, (item.input,), (item.output,))
+
+
+def _native_assertion(response: str) -> ast.Compare | None:
+    """The ``assert f(...) == X`` in a native-style reply (inside [ANSWER] when present)."""
+    m = _ANSWER_BLOCK.search(response)
+    text = (m.group(1) if m else response).strip().strip("`").strip()
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("assert "):
+            line = line[len("assert "):]
+        try:
+            node = ast.parse(line, mode="eval").body
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
+            return node
+    return None
+
+
+class CruxEvalO:
+    name = "cruxeval-o"
+    required_fields = ("code", "input", "output")
+    max_new_tokens = 192
+
+    item = staticmethod(_item)
+
+    def prompt(self, item: EvalItem, style: PromptStyle) -> str:
+        if style == "native":
+            return NATIVE_O.format(code=item.program, input=item.input)
+        return TASK_TYPES[TaskType.DEDUCTION].solve_prompt(_task(item, TaskType.DEDUCTION))
+
+    def extract(self, response: str, style: PromptStyle) -> str | None:
+        if style == "native":
+            node = _native_assertion(response)
+            return ast.unparse(node.comparators[0]) if node is not None else None
+        answer = TASK_TYPES[TaskType.DEDUCTION].parse_answer(response)
+        return None if isinstance(answer, FormatError) else answer
+
+    def score(self, pool: SandboxPool, items: Sequence[EvalItem], answers: Sequence[str | None]) -> list[bool]:
+        # Output answers are literals: comparing values needs no execution.
+        return [a is not None and values_equal(a, it.output) for it, a in zip(items, answers, strict=True)]
+
+
+class CruxEvalI:
+    name = "cruxeval-i"
+    required_fields = ("code", "input", "output")
+    max_new_tokens = 192
+
+    item = staticmethod(_item)
+
+    def prompt(self, item: EvalItem, style: PromptStyle) -> str:
+        if style == "native":
+            return NATIVE_I.format(code=item.program, output=item.output)
+        return TASK_TYPES[TaskType.ABDUCTION].solve_prompt(_task(item, TaskType.ABDUCTION))
+
+    def extract(self, response: str, style: PromptStyle) -> str | None:
+        if style == "native":
+            node = _native_assertion(response)
+            call = node.left if node is not None else None
+            if not (isinstance(call, ast.Call) and not call.keywords):
+                return None
+            return ", ".join(ast.unparse(a) for a in call.args) if call.args else None
+        answer = TASK_TYPES[TaskType.ABDUCTION].parse_answer(response)
+        return None if isinstance(answer, FormatError) else answer
+
+    def score(self, pool: SandboxPool, items: Sequence[EvalItem], answers: Sequence[str | None]) -> list[bool]:
+        # The reference scorer executes f(answer); CRUXEval's own inputs include expressions
+        # such as 'a' * 20, so argument expressions are allowed (still under the static ban list).
+        checks = [AbductionCheck(it.program, a, it.output) for it, a in zip(items, answers, strict=True)]
+        return check_abduction_many(pool, checks, literal_only=False)
+
+
+CRUXEVAL_O = CruxEvalO()
+CRUXEVAL_I = CruxEvalI()

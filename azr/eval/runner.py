@@ -1,0 +1,303 @@
+"""Run suites on a policy, write the JSON report, print the table, compare two models.
+
+``evaluate`` is the whole pipeline for one model: prompts for every item (n samples each) go
+through the policy's batched ``generate`` in chunks (a progress bar per suite), answers are
+extracted, and all of a suite's answers are scored in one executor batch. The report holds
+every item's responses and verdicts plus the aggregates (pass@k by the unbiased estimator).
+``compare`` pairs two reports item by item (first sample of each) and gives McNemar's exact
+p-value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from azr.eval.stats import mcnemar_exact, mean_pass_at_k
+from azr.eval.suite import EvalDataError, EvalItem, PromptStyle, Suite, load_items
+
+DEFAULT_KS = (1, 5, 10)
+CRUXEVAL_FILE = "cruxeval.jsonl"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    id: str
+    responses: tuple[str, ...]
+    answers: tuple[str | None, ...]
+    correct: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    suite: str
+    n_items: int
+    n_samples: int
+    pass_at: dict[str, float]
+    """``{"pass@1": ..., "pass@5": ...}`` for every k <= n_samples."""
+    format_error_frac: float
+    """Share of responses with no usable answer."""
+    wall_s: float
+    tokens: int
+    items: tuple[ItemResult, ...]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    model: str
+    settings: dict
+    suites: tuple[SuiteResult, ...]
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def suite(self, name: str) -> SuiteResult:
+        for s in self.suites:
+            if s.suite == name:
+                return s
+        raise KeyError(f"report of {self.model} has no suite {name!r} (it has {[s.suite for s in self.suites]})")
+
+    def metrics(self) -> dict[str, float]:
+        """Flat ``eval/<suite>/pass@k`` keys, as logged during training."""
+        return {f"eval/{s.suite}/{k}": v for s in self.suites for k, v in s.pass_at.items()}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    suite: str
+    a: float
+    b: float
+    """pass@1 of the first sample of each item, for A and B."""
+    b_wins: int
+    """Items B got right and A got wrong."""
+    b_losses: int
+    """Items A got right and B got wrong."""
+    p_value: float
+    n_items: int
+
+
+# -- data ------------------------------------------------------------------------------------
+
+def default_data(suite: str) -> str | None:
+    """Where a suite's data is when the user names none: ``$AZR_CRUXEVAL`` or the
+    ``shared/benchmarks/cruxeval.jsonl`` next to the project or the working directory."""
+    if not suite.startswith("cruxeval"):
+        return None
+    candidates = [os.environ.get("AZR_CRUXEVAL", "")]
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        candidates += [base / "shared" / "benchmarks" / CRUXEVAL_FILE, base.parent / "shared" / "benchmarks" / CRUXEVAL_FILE]
+    return next((str(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def resolve_data(suites: Sequence[str], data: Sequence[str]) -> dict[str, str]:
+    """Map each suite to a data source. Entries are ``suite=PATH`` or a bare PATH, which serves
+    every suite not named explicitly (``--data cruxeval.jsonl`` covers cruxeval-o and -i)."""
+    named = dict(d.split("=", 1) for d in data if "=" in d and d.split("=", 1)[0] in suites)
+    bare = [d for d in data if d not in {f"{k}={v}" for k, v in named.items()}]
+    if len(bare) > 1:
+        raise EvalDataError(f"several unnamed --data paths {bare}; name them as SUITE=PATH")
+    out = {}
+    for s in suites:
+        src = named.get(s) or (bare[0] if bare else default_data(s))
+        if src is None:
+            raise EvalDataError(f"suite {s} needs data: pass --data {s}=PATH (a jsonl with task_id, prompt, test, "
+                                f"entry_point rows, e.g. HumanEval.jsonl.gz) or a Hugging Face dataset id")
+        out[s] = src
+    return out
+
+
+def resolve_model(spec: str) -> str:
+    """``default`` is the embedded model; a run directory means its latest checkpoint; a
+    checkpoint directory means its ``model/``. Anything else goes to the policy loader as is."""
+    from azr.checkpoint import latest_checkpoint
+
+    if spec in ("default", ""):
+        return "smollm2"
+    path = Path(spec).expanduser()
+    if (path / "checkpoints").is_dir():
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            raise EvalDataError(f"{path} is a run directory without a finished checkpoint")
+        path = ckpt
+    if (path / "model" / "config.json").is_file():
+        return str(path / "model")
+    return spec
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+def evaluate_suite(policy, pool, suite: Suite, items: Sequence[EvalItem], *, n: int = 1, temperature: float = 0.0,
+                   style: PromptStyle = "azr", max_new_tokens: int = 0, batch_size: int = 32, seed: int = 0,
+                   ks: Sequence[int] = DEFAULT_KS, on_progress: Callable[[int], None] | None = None) -> SuiteResult:
+    """Generate n responses per item (greedy when temperature is 0), extract, score, aggregate."""
+    from azr.policy import GenerationConfig
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if temperature == 0 and n > 1:
+        raise ValueError(f"greedy decoding (temperature 0) gives {n} identical samples; set a temperature > 0 "
+                         f"for pass@k with n > 1")
+    t0 = time.perf_counter()
+    gen = GenerationConfig(max_new_tokens=max_new_tokens or suite.max_new_tokens, temperature=temperature,
+                           greedy=temperature == 0, batch_size=batch_size)
+    prompts = [suite.prompt(it, style) for it in items for _ in range(n)]
+    responses, tokens = [], 0
+    chunk = max(batch_size, 1) * 2
+    for start in range(0, len(prompts), chunk):
+        outs = policy.generate(prompts[start:start + chunk], gen, seed=seed + start)
+        responses += [g.response for g in outs]
+        tokens += sum(g.num_response_tokens for g in outs)
+        if on_progress:
+            on_progress(len(outs))
+    answers = [suite.extract(r, style) for r in responses]
+    correct = suite.score(pool, [it for it in items for _ in range(n)], answers)
+    results = tuple(
+        ItemResult(it.id, tuple(responses[i * n:(i + 1) * n]), tuple(answers[i * n:(i + 1) * n]),
+                   tuple(correct[i * n:(i + 1) * n]))
+        for i, it in enumerate(items)
+    )
+    counts = [(n, sum(r.correct)) for r in results]
+    pass_at = {f"pass@{k}": mean_pass_at_k(counts, k) for k in sorted({1, *ks}) if k <= n}
+    return SuiteResult(suite.name, len(items), n, pass_at, sum(a is None for a in answers) / max(len(answers), 1),
+                       time.perf_counter() - t0, tokens, results)
+
+
+def evaluate(policy, pool, model: str, items_by_suite: dict[str, list[EvalItem]], *, settings: dict | None = None,
+             progress=None, **kw) -> EvalReport:
+    """Every suite in ``items_by_suite`` on one policy (``kw`` as :func:`evaluate_suite`)."""
+    from azr.eval import SUITES
+
+    out = []
+    for name, items in items_by_suite.items():
+        n = kw.get("n", 1)
+        bar = progress.add_task(f"{name} · {Path(model).name or model}", total=len(items) * n) if progress else None
+        cb = (lambda k, bar=bar: progress.advance(bar, k)) if progress else None
+        out.append(evaluate_suite(policy, pool, SUITES[name], items, on_progress=cb, **kw))
+    return EvalReport(model, dict(settings or {}), tuple(out))
+
+
+def load_suite_items(suites: Sequence[str], data: Sequence[str], limit: int | None) -> dict[str, list[EvalItem]]:
+    from azr.eval import SUITES
+
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise EvalDataError(f"unknown suite(s) {unknown}; choose from {', '.join(SUITES)}")
+    sources = resolve_data(suites, data)
+    return {s: load_items(SUITES[s], sources[s], limit) for s in suites}
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+def report_to_dict(report: EvalReport) -> dict:
+    d = asdict(report)
+    d["aggregates"] = {s.suite: {"n_items": s.n_items, "n_samples": s.n_samples, **s.pass_at,
+                                 "format_error_frac": s.format_error_frac, "wall_s": s.wall_s, "tokens": s.tokens}
+                       for s in report.suites}
+    return d
+
+
+def report_from_dict(d: dict) -> EvalReport:
+    suites = tuple(
+        SuiteResult(**{**s, "items": tuple(ItemResult(**{k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in it.items()}) for it in s["items"])})
+        for s in d["suites"]
+    )
+    return EvalReport(d["model"], d["settings"], suites, d.get("created", ""))
+
+
+def write_report(report: EvalReport, path: str | Path) -> Path:
+    """Write the report as JSON atomically (a crash leaves the old file or none, never half)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report_to_dict(report), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_report(path: str | Path) -> EvalReport:
+    try:
+        return report_from_dict(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise EvalDataError(f"{path} is not an azr eval report ({e})") from None
+
+
+def slug(model: str) -> str:
+    """A file-name-safe name for a model spec (``runs/x/checkpoints/step_3/model`` → ``x-step_3``)."""
+    parts = [p for p in Path(model).parts if p not in ("checkpoints", "model", "runs", "/", ".", "..")]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts[-2:]) or model).strip("-") or "model"
+
+
+def summary_table(reports: Sequence[EvalReport]):
+    from rich.table import Table
+
+    table = Table(title="azr eval")
+    for col in ("model", "suite", "items", "n", "pass@1", "pass@k", "format err", "wall"):
+        table.add_column(col)
+    for r in reports:
+        for s in r.suites:
+            extra = " ".join(f"{k}={v:.3f}" for k, v in s.pass_at.items() if k != "pass@1") or "-"
+            table.add_row(r.model, s.suite, str(s.n_items), str(s.n_samples), f"{s.pass_at['pass@1']:.3f}", extra,
+                          f"{s.format_error_frac:.2f}", f"{s.wall_s:.0f}s")
+    return table
+
+
+# -- comparison ------------------------------------------------------------------------------
+
+def compare(a: EvalReport, b: EvalReport) -> list[Comparison]:
+    """Paired comparison on the suites both reports share, over the items both scored."""
+    out = []
+    for sa in a.suites:
+        try:
+            sb = b.suite(sa.suite)
+        except KeyError:
+            continue
+        right_b = {it.id: it.correct[0] for it in sb.items}
+        pairs = [(it.correct[0], right_b[it.id]) for it in sa.items if it.id in right_b]
+        if not pairs:
+            continue
+        wins = sum(1 for x, y in pairs if y and not x)
+        losses = sum(1 for x, y in pairs if x and not y)
+        out.append(Comparison(sa.suite, sum(x for x, _ in pairs) / len(pairs), sum(y for _, y in pairs) / len(pairs),
+                              wins, losses, mcnemar_exact(wins, losses), len(pairs)))
+    return out
+
+
+def comparison_table(rows: Sequence[Comparison], name_a: str, name_b: str):
+    from rich.table import Table
+
+    table = Table(title=f"A = {name_a}   vs   B = {name_b}  (first sample per item, paired)")
+    for col in ("suite", "items", "A pass@1", "B pass@1", "B wins", "B losses", "McNemar p"):
+        table.add_column(col)
+    for c in rows:
+        table.add_row(c.suite, str(c.n_items), f"{c.a:.3f}", f"{c.b:.3f}", str(c.b_wins), str(c.b_losses),
+                      f"{c.p_value:.4g}")
+    return table
+
+
+def plot_comparison(rows: Sequence[Comparison], name_a: str, name_b: str, path: str | Path) -> Path:
+    """Grouped bars of pass@1 per suite, A beside B, with the p-value over each pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 3.6))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [c.a for c in rows], 0.4, label=f"A: {name_a}")
+    ax.bar([x + 0.2 for x in xs], [c.b for c in rows], 0.4, label=f"B: {name_b}")
+    for x, c in zip(xs, rows):
+        ax.text(x, max(c.a, c.b) + 0.01, f"p={c.p_value:.3g}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(xs), [c.suite for c in rows])
+    ax.set_ylabel("pass@1")
+    ax.set_ylim(0, max([0.1] + [max(c.a, c.b) for c in rows]) * 1.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,243 @@
+"""Evaluation: pass@k and McNemar by hand, CRUXEval scoring on all 800 rows, HumanEval-style
+scoring against hostile completions, answer extraction, and `azr eval` end to end on the tiny model."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from azr.eval import SUITES, EvalDataError, EvalItem, load_items, mcnemar_exact, mean_pass_at_k, pass_at_k
+from azr.eval.runner import compare, read_report, resolve_data, resolve_model
+from tests.conftest import CRUXEVAL
+
+O, I, HE = SUITES["cruxeval-o"], SUITES["cruxeval-i"], SUITES["humaneval"]
+
+
+# -- statistics, by hand -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("n,c,k,want", [
+    (5, 2, 1, 0.4),                 # c / n
+    (5, 2, 2, 1 - 3 / 10),          # 1 - C(3,2)/C(5,2)
+    (10, 3, 5, 1 - 21 / 252),       # 1 - C(7,5)/C(10,5)
+    (10, 0, 5, 0.0),
+    (3, 3, 2, 1.0),
+    (4, 1, 4, 1.0),                 # n - c < k: every 4-subset holds the correct one
+    (1, 1, 1, 1.0),
+])
+def test_pass_at_k_hand_values(n, c, k, want):
+    assert pass_at_k(n, c, k) == pytest.approx(want)
+
+
+def test_pass_at_k_rejects_impossible_counts():
+    for n, c, k in [(5, 6, 1), (5, -1, 1), (5, 2, 6), (5, 2, 0)]:
+        with pytest.raises(ValueError):
+            pass_at_k(n, c, k)
+
+
+def test_mean_pass_at_k_averages_items():
+    assert mean_pass_at_k([(2, 1), (2, 0), (2, 2)], 1) == pytest.approx((0.5 + 0 + 1) / 3)
+    assert mean_pass_at_k([(2, 1), (2, 0)], 2) == pytest.approx(0.5)
+    assert math.isnan(mean_pass_at_k([], 1))
+
+
+@pytest.mark.parametrize("b,c,want", [
+    (0, 0, 1.0),
+    (5, 0, 2 / 32),                  # 2 * C(5,0) / 2^5
+    (0, 5, 2 / 32),
+    (10, 2, 2 * (1 + 12 + 66) / 4096),
+    (3, 3, 1.0),                     # capped at 1
+    (1, 0, 1.0),
+])
+def test_mcnemar_exact_hand_values(b, c, want):
+    assert mcnemar_exact(b, c) == pytest.approx(want)
+
+
+# -- CRUXEval scoring on real data -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def crux_items(cruxeval_rows):
+    return [O.item(r, i) for i, r in enumerate(cruxeval_rows)]
+
+
+def test_cruxeval_gold_answers_score_100_percent(pool, crux_items):
+    assert len(crux_items) == 800
+    assert all(O.score(pool, crux_items, [it.output for it in crux_items]))
+    assert all(I.score(pool, crux_items, [it.input for it in crux_items]))
+
+
+def test_cruxeval_wrong_answers_score_0_percent(pool, crux_items):
+    wrong_o = [repr(("__azr_wrong__", it.output)) for it in crux_items]
+    assert not any(O.score(pool, crux_items, wrong_o))
+    # A wrong input must be wrong for every f: many inputs give [] or False, so a fixed guess
+    # is sometimes right (12 rows for ('x', ('x',))). Twelve surplus arguments never are.
+    wrong_i = [it.input + ", " + ", ".join(["'__azr_extra__'"] * 12) for it in crux_items]
+    assert not any(I.score(pool, crux_items, wrong_i))
+    assert not any(I.score(pool, crux_items, [None] * len(crux_items)))
+
+
+def test_cruxeval_answers_round_trip_through_both_prompt_styles(pool, crux_items):
+    items = crux_items[:40]
+    azr_o = [f"<think>run it</think>\n<answer>\n{it.output}\n</answer>" for it in items]
+    azr_i = [f"<think>guess</think>\n<answer>\n```input\n{it.input}\n```\n</answer>" for it in items]
+    nat_o = [f"[ANSWER]assert f({it.input}) == {it.output}[/ANSWER]" for it in items]
+    nat_i = [f"Sure.\n[ANSWER]\nassert f({it.input}) == {it.output}\n[/ANSWER]" for it in items]
+    # The azr-style abduction answer is literal-only (the training rule); skip CRUXEval's expression inputs.
+    literal = [i for i, it in enumerate(items) if I.extract(azr_i[i], "azr") is not None]
+    assert len(literal) >= 35
+    assert all(O.score(pool, items, [O.extract(r, "azr") for r in azr_o]))
+    assert all(O.score(pool, items, [O.extract(r, "native") for r in nat_o]))
+    assert all(I.score(pool, items, [I.extract(r, "native") for r in nat_i]))
+    sub = [items[i] for i in literal]
+    assert all(I.score(pool, sub, [I.extract(azr_i[i], "azr") for i in literal]))
+
+
+def test_prompts_show_the_task_in_each_style(crux_items):
+    it = crux_items[0]
+    for suite in (O, I):
+        azr_p, nat_p = suite.prompt(it, "azr"), suite.prompt(it, "native")
+        assert it.program in azr_p and it.program in nat_p
+        assert "<answer>" in azr_p and "[ANSWER]" in nat_p
+    assert it.input in O.prompt(it, "azr") and it.output not in O.prompt(it, "native").split("==")[-1]
+    assert it.output in I.prompt(it, "native")
+
+
+@pytest.mark.parametrize("response", ["", "no tags at all", "<answer></answer>", "[ANSWER]assert f(1)[/ANSWER]",
+                                      "<answer>\n```python\nimport os\n```\n```python\nx\n```\n</answer>"])
+def test_malformed_responses_extract_to_none(response):
+    for suite in (O, I):
+        for style in ("azr", "native"):
+            assert suite.extract(response, style) is None or response.startswith("<answer>\n```")
+
+
+# -- HumanEval-style scoring --------------------------------------------------------------------
+
+HE_PROMPT = 'from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    """Sum of xs."""\n'
+HE_TEST = "def check(candidate):\n    assert candidate([1, 2, 3]) == 6\n    assert candidate([]) == 0\n"
+HE_ITEM = EvalItem(id="t/0", program=HE_PROMPT, test=HE_TEST, entry_point="total")
+
+COMPLETIONS = {
+    "canonical body": ("    return sum(xs)\n", True),
+    "full function": ("def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n", True),
+    "broken": ("    return len(xs)\n", False),
+    "hangs": ("    while True:\n        pass\n", False),
+    "raises": ("    raise ValueError('no')\n", False),
+    "exits": ("    raise SystemExit(0)\n", False),
+    "hostile: kills the parent": ("    import os; os.kill(os.getppid(), 9)\n    return sum(xs)\n", False),
+    "hostile: reads a host file": ("    return len(open('/etc/passwd').read()) * 0 + sum(xs)\n", False),
+    "hostile: patches the checker": ("    return sum(xs)\nimport builtins\nbuiltins.AssertionError = None\n", True),
+    "syntax error": ("    return (\n", False),
+}
+
+
+def test_humaneval_scoring_of_canonical_broken_hanging_and_hostile_completions(pool):
+    names = list(COMPLETIONS)
+    items = [HE_ITEM] * len(names)
+    verdict = HE.score(pool, items, [COMPLETIONS[n][0] for n in names])
+    assert dict(zip(names, verdict)) == {n: COMPLETIONS[n][1] for n in names}
+    assert HE.score(pool, [HE_ITEM], [None]) == [False]
+
+
+def test_humaneval_extraction_in_both_styles():
+    body = "def total(xs):\n    return sum(xs)"
+    assert HE.extract(f"<think>easy</think>\n<answer>\n```python\n{body}\n```\n</answer>", "azr") == body
+    assert HE.extract(f"Here you go:\n```python\n{body}\n```\nDone.", "native").strip() == body
+    assert HE.extract("<answer></answer>", "azr") is None
+    p = HE.prompt(HE_ITEM, "azr")
+    assert HE_PROMPT.rstrip() in p and "`total`" in p and "<answer>" in p
+
+
+def test_humaneval_rows_load_from_gzipped_jsonl(tmp_path):
+    path = tmp_path / "he.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        for i in range(3):
+            fh.write(json.dumps({"task_id": f"X/{i}", "prompt": HE_PROMPT, "test": HE_TEST, "entry_point": "total",
+                                 "canonical_solution": "    return sum(xs)\n"}) + "\n")
+    items = load_items(HE, path, limit=2)
+    assert [it.id for it in items] == ["X/0", "X/1"] and items[0].entry_point == "total"
+
+
+# -- data and model resolution ------------------------------------------------------------------
+
+def test_data_errors_are_clear(tmp_path):
+    with pytest.raises(EvalDataError, match="data not found"):
+        load_items(O, tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"code": "def f(x): return x", "input": "1"}\n')
+    with pytest.raises(EvalDataError, match="lacks .*output"):
+        load_items(O, bad)
+    bad.write_text("{not json\n")
+    with pytest.raises(EvalDataError, match="not a readable JSONL"):
+        load_items(O, bad)
+    with pytest.raises(EvalDataError, match="humaneval=PATH"):
+        resolve_data(["humaneval"], [])
+
+
+def test_resolve_data_named_and_bare_paths():
+    got = resolve_data(["cruxeval-o", "humaneval"], ["x.jsonl", "humaneval=he.jsonl.gz"])
+    assert got == {"cruxeval-o": "x.jsonl", "humaneval": "he.jsonl.gz"}
+    if CRUXEVAL.exists():
+        assert Path(resolve_data(["cruxeval-i"], [])["cruxeval-i"]).resolve() == CRUXEVAL.resolve()
+
+
+def test_resolve_model_maps_runs_and_checkpoints(tmp_path):
+    assert resolve_model("default") == "smollm2"
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    step = tmp_path / "run" / "checkpoints" / "step_000002"
+    (step / "model").mkdir(parents=True)
+    (step / "model" / "config.json").write_text("{}")
+    (tmp_path / "run" / "checkpoints" / "latest").write_text("step_000002")
+    assert resolve_model(str(tmp_path / "run")) == str(step / "model")
+    assert resolve_model(str(step)) == str(step / "model")
+
+
+# -- end to end -------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not CRUXEVAL.exists(), reason=f"CRUXEval data not found at {CRUXEVAL}")
+def test_azr_eval_of_the_tiny_model_writes_a_well_formed_report(tmp_path):
+    from azr.cli import main
+
+    out = tmp_path / "ev"
+    rc = main(["eval", "--model", "tiny", "--suite", "cruxeval-o,cruxeval-i", "--limit", "10",
+               "--max-new-tokens", "12", "--out", str(out), "--data", str(CRUXEVAL)])
+    assert rc == 0
+    files = list(out.glob("*.json"))
+    assert len(files) == 1
+    raw = json.loads(files[0].read_text())
+    assert set(raw["aggregates"]) == {"cruxeval-o", "cruxeval-i"}
+    for name, agg in raw["aggregates"].items():
+        assert agg["n_items"] == 10 and agg["n_samples"] == 1
+        assert 0.0 <= agg["pass@1"] <= 1.0 and agg["wall_s"] > 0 and agg["tokens"] > 0
+    report = read_report(files[0])
+    for s in report.suites:
+        assert len(s.items) == 10 and all(len(it.responses) == len(it.correct) == 1 for it in s.items)
+        assert [it.id for it in s.items] == [f"sample_{i}" for i in range(10)]
+
+
+@pytest.mark.skipif(not CRUXEVAL.exists(), reason=f"CRUXEval data not found at {CRUXEVAL}")
+def test_azr_eval_compare_pairs_two_models_and_plots(tmp_path):
+    from azr.cli import main
+
+    out = tmp_path / "cmp"
+    rc = main(["eval", "--compare", "tiny", "tiny", "--suite", "cruxeval-o", "--limit", "6", "--n", "2",
+               "--temperature", "0.8", "--max-new-tokens", "8", "--out", str(out), "--data", str(CRUXEVAL)])
+    assert rc == 0
+    cmp = json.loads((out / "compare.json").read_text())
+    assert cmp["suites"][0]["n_items"] == 6 and 0 <= cmp["suites"][0]["p_value"] <= 1
+    assert (out / "compare.png").stat().st_size > 1000
+    rep = read_report(next(out.glob("tiny*.json")))
+    assert set(rep.suite("cruxeval-o").pass_at) == {"pass@1"} or "pass@2" not in rep.suite("cruxeval-o").pass_at
+    rows = compare(rep, rep)
+    assert rows[0].b_wins == rows[0].b_losses == 0 and rows[0].p_value == 1.0
+
+
+def test_bad_eval_flags_exit_with_a_fix():
+    from azr.cli import main
+
+    with pytest.raises(SystemExit, match="temperature"):
+        main(["eval", "--model", "tiny", "--n", "3"])
+    with pytest.raises(SystemExit, match="unknown suite"):
+        main(["eval", "--model", "tiny", "--suite", "mmlu"])
