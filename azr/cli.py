@@ -2,7 +2,7 @@
 
     azr train [--preset cpu|tiny-test|paper] [--run.steps 3] [--model.name ...] ...
     azr report RUN_DIR
-    azr eval [--model default|HF id|path|run dir] [--suite cruxeval-o,cruxeval-i,humaneval] [--compare A B] ...
+    azr eval [--model default|HF id|path|run dir] [--suite cruxeval-o,cruxeval-i,humaneval,math] [--compare A B] ...
 
 `azr train --preset P --help` and `azr eval --help` list every field of the typed config with its docstring.
 """
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         from azr.eval.command import main_eval
 
         ecmd = tyro.cli(EvalCommand, args=rest, prog="azr eval", config=(tyro.conf.OmitArgPrefixes,),
-                        description="Evaluate a model (or compare two) on CRUXEval-O/I and HumanEval-style suites.")
+                        description="Evaluate a model (or compare two) on CRUXEval-O/I, HumanEval-style "
+                                    "and math suites.")
         return main_eval(ecmd)
     print(__doc__)
     return 0 if cmd in ("--help", "-h", "help") else 2

@@ -115,10 +115,11 @@ class EvalConfig:
     """Benchmark evaluation: what `azr eval` runs, and what `azr train --eval-every N` logs."""
 
     suite: str = "cruxeval-o,cruxeval-i"
-    """Comma-separated suites: cruxeval-o, cruxeval-i, humaneval."""
+    """Comma-separated suites: cruxeval-o, cruxeval-i, humaneval, math."""
     data: tuple[str, ...] = ()
     """Data per suite as SUITE=PATH, or one bare PATH for every suite (a .jsonl/.jsonl.gz file or a Hugging Face
-    dataset id). CRUXEval defaults to $AZR_CRUXEVAL or shared/benchmarks/cruxeval.jsonl beside the project."""
+    dataset id). CRUXEval defaults to $AZR_CRUXEVAL or shared/benchmarks/cruxeval.jsonl beside the project; math
+    to the 40 problems shipped in azr/eval/data/math_small.jsonl."""
     limit: int | None = None
     """Evaluate only the first N items of each suite (a quick look)."""
     n: int = 1
@@ -128,7 +129,7 @@ class EvalConfig:
     prompt_style: Literal["azr", "native"] = "azr"
     """azr: the solver's training format (<think>/<answer>); native: the benchmark's own style."""
     max_new_tokens: int = 0
-    """Response cap; 0 uses the suite's default (192 for CRUXEval, 384 for synthesis)."""
+    """Response cap; 0 uses the suite's default (192 for CRUXEval, 384 for synthesis, 512 for math)."""
     batch_size: int = 32
     """Prompts per generation batch."""
     seed: int = 0

@@ -3,6 +3,7 @@
     azr eval --model default --suite cruxeval-o,cruxeval-i --limit 50
     azr eval --model runs/azr-cpu --suite humaneval --data humaneval=HumanEval.jsonl.gz
     azr eval --compare default runs/azr-cpu --suite cruxeval-o,cruxeval-i
+    azr eval --model runs/azr-cpu --suite math --data math=MATH-500.jsonl   # no --data: the shipped 40 problems
 
 Reports go to ``<out>/<model-slug>.json``; ``--compare`` also writes ``<out>/compare.json``
 and ``<out>/compare.png``.

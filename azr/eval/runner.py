@@ -82,8 +82,13 @@ class Comparison:
 # -- data ------------------------------------------------------------------------------------
 
 def default_data(suite: str) -> str | None:
-    """Where a suite's data is when the user names none: ``$AZR_CRUXEVAL`` or the
-    ``shared/benchmarks/cruxeval.jsonl`` next to the project or the working directory."""
+    """Where a suite's data is when the user names none: for CRUXEval ``$AZR_CRUXEVAL`` or the
+    ``shared/benchmarks/cruxeval.jsonl`` next to the project or the working directory; for math
+    the small set shipped inside the package."""
+    from azr.eval.mathsuite import MATH, SHIPPED_DATA
+
+    if suite == MATH.name:
+        return str(SHIPPED_DATA)
     if not suite.startswith("cruxeval"):
         return None
     candidates = [os.environ.get("AZR_CRUXEVAL", "")]

@@ -33,7 +33,8 @@ class EvalDataError(ValueError):
 @dataclass(frozen=True)
 class EvalItem:
     """One benchmark problem. CRUXEval uses program/input/output; synthesis uses
-    program (the prompt: signature and docstring), test and entry_point."""
+    program (the prompt: signature and docstring), test and entry_point; math uses program
+    (the problem text) and output (the gold final answer)."""
 
     id: str
     program: str
@@ -116,7 +117,10 @@ def load_items(suite: Suite, source: str | Path, limit: int | None = None) -> li
         if missing:
             raise EvalDataError(f"{source}: row {i + 1} lacks {missing} needed by suite {suite.name} "
                                 f"(it has {sorted(row)[:8]})")
-        items.append(suite.item(row, i))
+        try:
+            items.append(suite.item(row, i))
+        except EvalDataError as e:  # a suite that checks rows itself names the row; the file is named here
+            raise EvalDataError(f"{source}: {e}") from None
     if not items:
         raise EvalDataError(f"{source}: no rows")
     return items
