@@ -1,6 +1,8 @@
 """The `azr` command line: `azr train`, `azr report`, `azr eval`.
 
     azr train [--preset cpu|tiny-test|paper] [--run.steps 3] [--model.name ...] ...
+    azr train --ray [--ray-address auto] ...           executor and rollouts in Ray actors (README "Scaling out")
+    torchrun --nproc-per-node N -m azr.cli train ...   data-parallel learner over N processes (GPUs)
     azr report RUN_DIR
     azr eval [--model default|HF id|path|run dir] [--suite cruxeval-o,cruxeval-i,humaneval,math] [--compare A B] ...
 
@@ -23,6 +25,10 @@ def _split_preset(argv: list[str]) -> tuple[str, list[str]]:
             preset = arg.split("=", 1)[1]
         elif arg == "--eval-every" or arg.startswith("--eval-every="):
             rest.append(arg.replace("--eval-every", "--eval.every"))
+        elif arg == "--ray":
+            rest.append("--dist.ray")
+        elif arg == "--ray-address" or arg.startswith("--ray-address="):
+            rest.append(arg.replace("--ray-address", "--dist.ray-address"))
         else:
             rest.append(arg)
     if preset not in PRESETS:

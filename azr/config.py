@@ -43,6 +43,12 @@ class RolloutConfig:
     """Nucleus sampling mass (SPEC: 1.0)."""
     gen_batch_size: int = 32
     """Sequences generated together; bigger is faster on CPU up to ~32."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Rollout engine: `hf` (transformers, CPU or GPU) or `vllm` (GPU only; `pip install 'azr[vllm]'`). With vllm the
+    learner keeps training in transformers and its weights are copied into vLLM after every update."""
+    vllm_gpu_memory: float = 0.4
+    """Fraction of the GPU's memory vLLM may take (weights + KV cache); the learner shares the GPU unless rollouts
+    run in Ray actors with their own GPUs."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,34 @@ def finalize_eval(cfg: EvalConfig) -> EvalConfig:
 
 
 @dataclass(frozen=True)
+class DistConfig:
+    """Scaling out (README "Scaling out"). Without --ray everything runs in this process; under torchrun the
+    learner is data-parallel (DDP) over the launched processes whatever these fields say."""
+
+    ray: bool = False
+    """Run the executor and the rollouts in Ray actors (`pip install 'azr[ray]'`). Alias: --ray."""
+    ray_address: str | None = None
+    """Join an existing Ray cluster: `auto` (the one `ray start` made on this node) or `HOST:PORT`; implies --ray.
+    Unset: start a private local cluster. Alias: --ray-address."""
+    ray_num_cpus: int | None = None
+    """Logical CPUs of the private local cluster (None: this machine's cores, or what the actors reserve if that is
+    more); ignored when joining a cluster."""
+    executor_workers: int = 2
+    """Executor actors, spread over the cluster's nodes; each runs its own sandbox pool."""
+    executor_cpus: float = 1.0
+    """CPUs reserved per executor actor. Its sandbox pool runs max(1, round(this)) workers unless
+    --sandbox.workers says otherwise."""
+    executor_chunk: int = 64
+    """Jobs per executor call: bigger amortises Ray overhead, smaller balances the actors better."""
+    rollout_workers: int = 1
+    """Rollout actors; the prompts of each generation call are split between them. 0: generate in the learner."""
+    rollout_cpus: float = 1.0
+    """CPUs reserved per rollout actor (its torch threads)."""
+    rollout_gpus: float = 0.0
+    """GPUs per rollout actor; > 0 puts rollouts on GPUs (vLLM needs 1)."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -188,6 +222,7 @@ class TrainConfig:
     sandbox: SandboxConfig = field(default_factory=lambda: SandboxConfig(timeout_s=5.0))
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=50))
+    dist: DistConfig = field(default_factory=DistConfig)
 
 
 def cpu() -> TrainConfig:
@@ -255,6 +290,16 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         (cfg.model.lora_rank >= 0, "model.lora_rank must be >= 0 (0 = full fine-tuning)"),
         (cfg.model.device in ("cpu", "cuda") or cfg.model.device.startswith("cuda:"),
          f"model.device {cfg.model.device!r} is not cpu or cuda[:N]"),
+        (0 < ro.vllm_gpu_memory <= 1, "rollout.vllm_gpu_memory is a fraction of the GPU: use a value in (0, 1]"),
+        (cfg.dist.executor_workers >= 1 and cfg.dist.executor_chunk >= 1,
+         "dist.executor_workers and dist.executor_chunk must be >= 1"),
+        (cfg.dist.rollout_workers >= 0, "dist.rollout_workers must be >= 0 (0 = generate in the learner)"),
+        (cfg.dist.executor_cpus > 0 and cfg.dist.rollout_cpus >= 0 and cfg.dist.rollout_gpus >= 0,
+         "dist.executor_cpus must be > 0, dist.rollout_cpus and dist.rollout_gpus >= 0"),
+        (ro.backend != "vllm" or uses_ray(cfg) or cfg.model.device.startswith("cuda"),
+         "rollout.backend vllm generates on a GPU: add --model.device cuda (or use --rollout.backend hf)"),
+        (ro.backend != "vllm" or not uses_ray(cfg) or cfg.dist.rollout_workers == 0 or cfg.dist.rollout_gpus > 0,
+         "rollout.backend vllm in Ray rollout actors needs a GPU each: add --dist.rollout-gpus 1"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -267,6 +312,11 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         if not torch.cuda.is_available():
             raise ValueError("bad config: model.device is cuda but no CUDA GPU is visible; use --model.device cpu")
     return cfg
+
+
+def uses_ray(cfg: TrainConfig) -> bool:
+    """Whether this run puts its executor and rollouts in Ray actors (--ray or --ray-address)."""
+    return cfg.dist.ray or cfg.dist.ray_address is not None
 
 
 def to_dict(cfg: TrainConfig) -> dict:
@@ -284,4 +334,5 @@ def from_dict(d: dict) -> TrainConfig:
         selfplay=SelfPlayConfig(**d["selfplay"]), optim=OptimConfig(**d["optim"]),
         sandbox=SandboxConfig(**d["sandbox"]), run=RunConfig(**d["run"]),
         eval=EvalConfig(**{**d.get("eval", {"limit": 50}), "data": tuple(d.get("eval", {}).get("data", ()))}),
+        dist=DistConfig(**d.get("dist", {})),
     )

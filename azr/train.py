@@ -5,6 +5,10 @@ source), ``metrics.jsonl``, ``samples/``, ``seeding/``, ``checkpoints/`` and ``r
 Re-running the same command continues the run from its last checkpoint (``--run.no-resume``
 refuses to touch an existing run instead); Ctrl-C writes a checkpoint before exiting, and a
 ``kill -9`` loses at most the steps since the last checkpoint.
+
+Where the work runs is ``azr.distributed.engines.build_engines``'s business (one process, Ray
+actors, vLLM); under ``torchrun`` every rank runs this same loop in lock-step and only rank 0
+writes the run directory, prints and checkpoints.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import torch
 from azr import config as C
 from azr.buffers import TaskBuffer
 from azr.checkpoint import RngState, latest_checkpoint, load_checkpoint, save_checkpoint
-from azr.executor import SandboxPool
+from azr.distributed.ddp import DistContext, init_distributed
+from azr.distributed.engines import BuiltEngines, build_engines
 from azr.metrics import MetricsLogger, read_metrics
 from azr.records import TaskType
 from azr.selfplay import Engines, SelfPlayState, seed_buffers, selfplay_step
@@ -41,10 +46,26 @@ class Run:
     dir: Path
     eng: Engines
     state: SelfPlayState
-    log: MetricsLogger
+    log: MetricsLogger | None
+    """None on data-parallel ranks other than 0: one process writes the metrics."""
     seeded: bool
     eval_items: dict | None = None
     """Items of the fixed eval subset (`--eval-every`), loaded once at setup so bad data fails early."""
+    built: BuiltEngines | None = None
+    """The engines' owner: closing it stops pools, actors and a Ray it started."""
+    dist: DistContext | None = None
+    """This process's rank under torchrun; None when it runs alone."""
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run directory (rank 0, or the only process)."""
+        return self.dist is None or self.dist.is_main
+
+    def close(self) -> None:
+        if self.built is not None:
+            self.built.close()
+        if self.log is not None:
+            self.log.close()
 
 
 @contextmanager
@@ -61,11 +82,12 @@ def deferred_sigint():
             raise KeyboardInterrupt
 
 
-def _policy_config(cfg: C.TrainConfig):
+def _policy_config(cfg: C.TrainConfig, dist: DistContext | None = None):
     from azr.policy import LoraSettings, PolicyConfig
 
     m = cfg.model
-    return PolicyConfig(device=m.device, lora=LoraSettings(r=m.lora_rank) if m.lora_rank else None,
+    device = f"cuda:{dist.local_rank}" if dist is not None and m.device.startswith("cuda") else m.device
+    return PolicyConfig(device=device, lora=LoraSettings(r=m.lora_rank) if m.lora_rank else None,
                         gradient_checkpointing=m.gradient_checkpointing, seed=cfg.run.seed)
 
 
@@ -77,18 +99,21 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
     hf_logging.disable_progress_bar()  # our own progress display is the one to watch
 
     cfg = C.finalize(cfg)
+    dist = init_distributed(cfg.model.device)
+    main = dist is None or dist.is_main
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
     ckpt_path = latest_checkpoint(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.run.resume:
+    if main and run_dir.exists() and any(run_dir.iterdir()) and not cfg.run.resume:
         raise SystemExit(f"{run_dir} already holds a run; continue it (drop --run.no-resume) or pick another "
                          f"--run.name")
     ckpt = load_checkpoint(ckpt_path, expect_config=C.to_dict(cfg)) if ckpt_path else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(C.to_dict(cfg), indent=1))
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(C.to_dict(cfg), indent=1))
 
     torch.manual_seed(cfg.run.seed)
     rng, np_rng = random.Random(cfg.run.seed), np.random.default_rng(cfg.run.seed)
-    policy = load_policy(str(ckpt.model_dir) if ckpt else cfg.model.name, _policy_config(cfg))
+    policy = load_policy(str(ckpt.model_dir) if ckpt else cfg.model.name, _policy_config(cfg, dist))
     optimizer = torch.optim.AdamW(list(policy.parameters()), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     n = cfg.selfplay.n_induction_inputs
     buffers = {t: TaskBuffer.seeded(t, n_inputs=n) for t in TaskType}
@@ -101,20 +126,29 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
     elif (run_dir / "seeding").exists():  # resume an interrupted seeding
         buffers = {t: TaskBuffer.load(run_dir / "seeding" / f"{t}.jsonl", t) if
                    (run_dir / "seeding" / f"{t}.jsonl").exists() else buffers[t] for t in TaskType}
-    pool = SandboxPool(cfg.sandbox)
-    meta = {"sandbox_layers": pool.info.layers, "sandbox_warnings": list(pool.info.warnings),
-            "model": getattr(policy, "info", None).__dict__ if getattr(policy, "info", None) else cfg.model.name,
-            "torch": torch.__version__, "resumed_from": str(ckpt.path) if ckpt else None}
-    (run_dir / "metadata.json").write_text(json.dumps(meta, indent=1, default=str))
-    log = MetricsLogger(run_dir, tensorboard=cfg.run.tensorboard, wandb_project=cfg.run.wandb_project, config=cfg)
-    log.truncate_after(step)
     state = SelfPlayState(step=step, buffers=buffers, rng=rng, np_rng=np_rng)
     eval_items = None
     if cfg.eval.every:
         from azr.eval.runner import load_suite_items
 
         eval_items = load_suite_items(cfg.eval.suites, cfg.eval.data, cfg.eval.limit)
-    return Run(cfg, run_dir, Engines(policy, pool, optimizer, cfg), state, log, seeded, eval_items)
+    built = build_engines(cfg, policy, optimizer, dist)
+    log = None
+    try:
+        pool = built.eng.pool
+        if main:
+            meta = {"sandbox_layers": pool.info.layers, "sandbox_warnings": list(pool.info.warnings),
+                    "model": getattr(policy, "info", None).__dict__ if getattr(policy, "info", None)
+                    else cfg.model.name, "torch": torch.__version__, "resumed_from": str(ckpt.path) if ckpt else None,
+                    "engines": built.description}
+            (run_dir / "metadata.json").write_text(json.dumps(meta, indent=1, default=str))
+            log = MetricsLogger(run_dir, tensorboard=cfg.run.tensorboard, wandb_project=cfg.run.wandb_project,
+                                config=cfg)
+            log.truncate_after(step)
+    except BaseException:
+        built.close()
+        raise
+    return Run(cfg, run_dir, built.eng, state, log, seeded, eval_items, built, dist)
 
 
 def evaluate_now(run: Run) -> dict[str, float]:
@@ -125,11 +159,15 @@ def evaluate_now(run: Run) -> dict[str, float]:
 
     report = evaluate(run.eng.policy, run.eng.pool, run.cfg.model.name, run.eval_items,
                       settings=C.to_dict_eval(run.cfg.eval), **eval_kwargs(run.cfg.eval))
-    write_report(report, run.dir / "eval" / f"step_{run.state.step:06d}.json")
+    if run.is_main:  # under torchrun every rank evaluates (generation is split), rank 0 writes
+        write_report(report, run.dir / "eval" / f"step_{run.state.step:06d}.json")
     return report.metrics()
 
 
-def save(run: Run) -> Path:
+def save(run: Run) -> Path | None:
+    """Checkpoint the run (rank 0 only: every rank holds the same weights and state)."""
+    if not run.is_main:
+        return None
     st = run.state
     return save_checkpoint(
         run.dir, st.step, save_model=run.eng.policy.save,
@@ -144,11 +182,13 @@ def seed(run: Run, progress) -> None:
     target = sp.batch_size * sp.seed_factor + 1
     task = progress.add_task("seeding buffers", total=target * len(TASK_TYPES))
     out = run.dir / "seeding"
-    out.mkdir(exist_ok=True)
+    if run.is_main:
+        out.mkdir(exist_ok=True)
 
     def on_round(sizes, tries):
         for t, b in run.state.buffers.items():
-            b.save(out / f"{t}.jsonl")
+            if run.is_main:
+                b.save(out / f"{t}.jsonl")
         progress.update(task, completed=sum(min(v, target) for v in sizes.values()),
                         description="seeding " + " ".join(f"{t[:3]}={v}" for t, v in sizes.items()) + f" tries={tries}")
 
@@ -163,6 +203,7 @@ def train(cfg: C.TrainConfig) -> Path:
 
     console = Console()
     run = setup(cfg, console)
+    console.quiet = not run.is_main
     cfg = run.cfg
     console.print(f"[bold]azr[/] run [cyan]{run.dir}[/] · model {cfg.model.name} · step {run.state.step}/"
                   f"{cfg.run.steps} · sandbox: {', '.join(k for k, v in run.eng.pool.info.layers.items() if v)}")
@@ -170,7 +211,7 @@ def train(cfg: C.TrainConfig) -> Path:
         console.print(f"[yellow]sandbox warning:[/] {w}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console, transient=False) as progress:
+        with Progress(*columns, console=console, transient=False, disable=not run.is_main) as progress:
             if not run.seeded:
                 seed(run, progress)
                 save(run)
@@ -178,15 +219,18 @@ def train(cfg: C.TrainConfig) -> Path:
             task = progress.add_task("self-play", total=cfg.run.steps, completed=run.state.step)
             if cfg.eval.every and run.state.step == 0 and not (run.dir / "eval" / "step_000000.json").exists():
                 progress.update(task, description="evaluating the model before self-play…")
-                run.log.log(0, evaluate_now(run))  # the baseline every later eval is compared with
+                base = evaluate_now(run)  # the baseline every later eval is compared with
+                if run.log is not None:
+                    run.log.log(0, base)
             while run.state.step < cfg.run.steps:
                 with deferred_sigint():
                     metrics, batch = selfplay_step(run.eng, run.state)
                 if cfg.eval.every and run.state.step % cfg.eval.every == 0:
                     progress.update(task, description=f"evaluating at step {run.state.step}…")
                     metrics.update(evaluate_now(run))
-                run.log.log(run.state.step, metrics)
-                run.log.dump_samples(run.state.step, batch.rollouts[:cfg.run.samples_per_step])
+                if run.log is not None:
+                    run.log.log(run.state.step, metrics)
+                    run.log.dump_samples(run.state.step, batch.rollouts[:cfg.run.samples_per_step])
                 if run.state.step % cfg.run.save_every == 0 or run.state.step == cfg.run.steps:
                     save(run)
                 progress.update(task, completed=run.state.step, description=_live(metrics))
@@ -196,9 +240,13 @@ def train(cfg: C.TrainConfig) -> Path:
         console.print(f"checkpoint saved; run the same command again to resume ({run.dir})")
         raise SystemExit(130) from None
     finally:
-        run.eng.pool.close()
-        run.log.close()
-    _summary(run, console)
+        run.close()
+    if run.is_main:
+        _summary(run, console)
+    if run.dist is not None:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
     return run.dir
 
 

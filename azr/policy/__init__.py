@@ -18,6 +18,7 @@ from azr.policy.base import (
     LoraSettings,
     ModelInfo,
     Policy,
+    RoutedPolicy,
     PolicyConfig,
     PolicyLoadError,
     TokenLogprobs,
@@ -46,6 +47,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Generation", "GenerationConfig", "HFPolicy", "LogprobMicroBatch", "LoraSettings", "ModelInfo", "Policy",
-    "PolicyConfig", "PolicyLoadError", "TokenLogprobs", "build_tiny", "default_cache_dir", "load_model",
+    "PolicyConfig", "PolicyLoadError", "RoutedPolicy", "TokenLogprobs", "build_tiny", "default_cache_dir", "load_model",
     "load_policy",
 ]

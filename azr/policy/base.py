@@ -30,6 +30,7 @@ dataclasses with plain-typed fields so the CLI can expose them directly.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,3 +272,54 @@ class ModelInfo:
     """Wall seconds spent resolving and loading (conversion included)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Backend notes, e.g. the cache key."""
+
+
+class RoutedPolicy(ABC):
+    """A :class:`Policy` whose ``generate`` runs on a separate rollout engine (vLLM, Ray actors, other
+    ranks) while scoring, training and saving run on ``learner``, the policy that owns the trained weights.
+
+    Subclasses implement ``generate``. Whatever engine they use must see the learner's weights as of
+    the last optimizer step; how (a sync call from an optimizer step hook) is theirs to say.
+    """
+
+    def __init__(self, learner: Policy) -> None:
+        self.learner = learner
+
+    @property
+    def device(self) -> torch.device:
+        return self.learner.device
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.learner.module
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return getattr(self.learner, "info", None)
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return self.learner.parameters()
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        return self.learner.num_parameters(only_trainable)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return self.learner.encode_prompt(prompt)
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], cfg: GenerationConfig, seed: int | None = None) -> list[Generation]:
+        """As :meth:`Policy.generate`, on the subclass's rollout engine."""
+
+    def sequence_logprobs(self, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], *, grad: bool,
+                          micro_batch: int, temperature: float = 1.0, with_entropy: bool = False) -> TokenLogprobs:
+        return self.learner.sequence_logprobs(prompt_ids, response_ids, grad=grad, micro_batch=micro_batch,
+                                              temperature=temperature, with_entropy=with_entropy)
+
+    def iter_logprob_microbatches(self, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], *,
+                                  micro_batch: int, grad: bool = True, temperature: float = 1.0,
+                                  with_entropy: bool = False) -> Iterator[LogprobMicroBatch]:
+        return self.learner.iter_logprob_microbatches(prompt_ids, response_ids, micro_batch=micro_batch, grad=grad,
+                                                      temperature=temperature, with_entropy=with_entropy)
+
+    def save(self, directory: str | Path) -> Path:
+        return self.learner.save(directory)

@@ -105,6 +105,23 @@ def _apply_lora(model: torch.nn.Module, lora: LoraSettings, seed: int) -> torch.
         return peft.get_peft_model(model, cfg)
 
 
+def encode_chat(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> list[int]:
+    """Token ids of a user message after the tokenizer's chat template (plain encoding without one).
+
+    A function of the tokenizer alone, so that rollout engines that hold no transformers model (vLLM)
+    encode prompts exactly as :meth:`HFPolicy.encode_prompt` does.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        messages = []
+        if system_prompt is not None:
+            messages.append({"role": "system", "content": system_prompt})
+        messages.append({"role": "user", "content": prompt})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # The template already writes every special token it wants (BOS included).
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+
 def _forward_kwargs(model: torch.nn.Module) -> tuple[str, bool]:
     """(name of the KV-cache argument, whether ``logits_to_keep`` is accepted) for this model.
 
@@ -151,12 +168,14 @@ class HFPolicy:
 
         self._eos_ids = self._collect_eos_ids()
         self._pad_id = self._pick_pad_id()
-        self._has_chat_template = bool(getattr(tokenizer, "chat_template", None))
 
         # Lazily built generation copy (see module docstring); under LoRA, the adapter weights it
         # was merged from.
         self._gen_model: torch.nn.Module | None = None
         self._gen_lora_snapshot: list[torch.Tensor] | None = None
+        # The module grad-enabled scoring runs through: a DDP wrapper of self.model under data
+        # parallelism (so backward all-reduces the gradients), else the model itself.
+        self._train_forward: torch.nn.Module | None = None
 
     # ------------------------------------------------------------------ basic accessors
 
@@ -201,15 +220,7 @@ class HFPolicy:
     # ------------------------------------------------------------------ prompts
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        if self._has_chat_template:
-            messages = []
-            if self.config.system_prompt is not None:
-                messages.append({"role": "system", "content": self.config.system_prompt})
-            messages.append({"role": "user", "content": prompt})
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            # The template already writes every special token it wants (BOS included).
-            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        return encode_chat(self.tokenizer, prompt, self.config.system_prompt)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -252,6 +263,22 @@ class HFPolicy:
             p.requires_grad_(False)
             p.grad = None  # deepcopy copies .grad; the copy never trains
         return gen
+
+    def set_train_forward(self, wrapper: torch.nn.Module | None) -> None:
+        """Run grad-enabled scoring forwards through `wrapper` (e.g. ``DistributedDataParallel(policy.module)``)
+        instead of the model; None restores the model. No-grad scoring and generation are unaffected."""
+        self._train_forward = wrapper
+
+    def export_weights(self, dtype: str | None = None) -> dict[str, torch.Tensor]:
+        """The full model's weights by Hugging Face name, as a separate rollout engine (a Ray actor, vLLM)
+        loads them: LoRA adapters merged in, detached, cast to `dtype` (default: the generation dtype),
+        on this policy's device. Tied weights appear under both names, as in ``state_dict()``. Where no cast
+        is needed the tensors share storage with the live weights: copy them before the next update if kept."""
+        target = torch_dtype(dtype or self.config.gen_dtype)
+        with torch.no_grad():
+            model = copy.deepcopy(self.model).merge_and_unload() if self.config.lora is not None else self.model
+            return {name: t.detach().to(dtype=target) if t.is_floating_point() else t.detach().clone()
+                    for name, t in model.state_dict().items()}
 
     def sync_generation_weights(self) -> None:
         """Drop the generation copy so the next ``generate`` rebuilds it from scratch. Never needed
@@ -445,6 +472,7 @@ class HFPolicy:
         mask = attn[:, p_len:].float()  # (G, T')
 
         self.model.train(grad)
+        forward = self._train_forward if grad and self._train_forward is not None else self.model
         try:
             grad_ctx = contextlib.nullcontext() if grad else torch.no_grad()
             autocast = (
@@ -457,7 +485,7 @@ class HFPolicy:
                 if self._has_logits_to_keep:
                     kwargs["logits_to_keep"] = t_len + 1
                 with autocast:
-                    out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, **kwargs)
+                    out = forward(input_ids=ids, attention_mask=attn, position_ids=pos, **kwargs)
                 # Logit at column c predicts token c+1: response token j (column P+j) is scored by
                 # column P+j-1, i.e. the kept window minus its last column.
                 if self._has_logits_to_keep:
