@@ -77,10 +77,10 @@ class Timer:
 
 
 # -- generation helpers ---------------------------------------------------------------------
-def _generate(eng: Engines, prompts: Sequence[str], max_new_tokens: int, seed: int) -> list[Generation]:
+def _generate(eng: Engines, prompts: Sequence[str], max_new_tokens: int, seed: int, prefix: str) -> list[Generation]:
     ro = eng.cfg.rollout
     gcfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=ro.temperature, top_p=ro.top_p,
-                            batch_size=ro.gen_batch_size)
+                            batch_size=ro.gen_batch_size, response_prefix=prefix)
     return eng.policy.generate(list(prompts), gcfg, seed=seed) if prompts else []
 
 
@@ -104,7 +104,8 @@ def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[li
             plans.append((ttype, tuple(refs), program))
     prompts = [TASK_TYPES[t].propose_prompt(refs, program=prog, n_inputs=sp.n_induction_inputs)
                for t, refs, prog in plans]
-    gens = _generate(eng, prompts, eng.cfg.rollout.max_new_tokens_propose, _step_seed(state))
+    gens = _generate(eng, prompts, eng.cfg.rollout.max_new_tokens_propose, _step_seed(state),
+                     eng.cfg.rollout.propose_prefix)
     proposals = [
         Proposal(type=t, prompt=p, response=g.response, references=refs,
                  parsed=TASK_TYPES[t].parse_proposal(g.response, program=prog, n_inputs=sp.n_induction_inputs,
@@ -128,7 +129,8 @@ def solve_many(eng: Engines, state: SelfPlayState, tasks: Sequence[Task]) -> tup
     """Answer each task once: (format_ok, correct, generation) per task, generation batched
     across all task types and checking batched per type."""
     prompts = [TASK_TYPES[t.type].solve_prompt(t) for t in tasks]
-    gens = _generate(eng, prompts, eng.cfg.rollout.max_new_tokens_solve, _step_seed(state))
+    gens = _generate(eng, prompts, eng.cfg.rollout.max_new_tokens_solve, _step_seed(state),
+                     eng.cfg.rollout.solve_prefix)
     answers = [TASK_TYPES[t.type].parse_answer(g.response) for t, g in zip(tasks, gens)]
     correct = [False] * len(tasks)
     for ttype, module in TASK_TYPES.items():

@@ -127,6 +127,25 @@ def test_greedy_matches_transformers_generate(tiny):
         assert g.response_ids == ref[0, ids.shape[1] :].tolist()
 
 
+def test_response_prefix_is_prompt_not_sampled(tiny):
+    """The prefix's tokens end prompt_ids (so they are never scored or trained), the response text starts
+    with it, and greedy decoding continues exactly as if the prompt had ended with those tokens."""
+    pre = "<answer>"
+    pre_ids = tiny.tokenizer(pre, add_special_tokens=False)["input_ids"]
+    cfg = GenerationConfig(max_new_tokens=6, greedy=True, response_prefix=pre)
+    plain = GenerationConfig(max_new_tokens=6, greedy=True)
+    for g in tiny.generate(PROMPTS[:3], cfg):
+        base = tiny.encode_prompt(g.prompt)
+        assert g.prompt_ids == base + pre_ids and len(pre_ids) > 0
+        assert g.response.startswith(pre) and g.response == pre + tiny.decode(g.response_ids)
+        ids = torch.tensor([g.prompt_ids])
+        with torch.no_grad():
+            ref = tiny.module.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                                       do_sample=False)
+        assert g.response_ids == ref[0, ids.shape[1]:].tolist()
+    assert all(not g.response.startswith(pre) for g in tiny.generate(PROMPTS[:3], plain))
+
+
 def test_tiny_top_p_collapses_to_greedy(tiny):
     greedy = tiny.generate(PROMPTS, GenerationConfig(max_new_tokens=6, greedy=True))
     nucleus = tiny.generate(PROMPTS, GenerationConfig(max_new_tokens=6, top_p=1e-9), seed=3)

@@ -23,7 +23,7 @@ from azr.eval.suite import EvalDataError
 
 def eval_kwargs(cfg: C.EvalConfig) -> dict:
     return dict(n=cfg.n, temperature=cfg.temperature, style=cfg.prompt_style, max_new_tokens=cfg.max_new_tokens,
-                batch_size=cfg.batch_size, seed=cfg.seed)
+                batch_size=cfg.batch_size, seed=cfg.seed, response_prefix=cfg.response_prefix)
 
 
 def evaluate_model(spec: str, items, cmd: C.EvalCommand, pool, progress) -> EvalReport:

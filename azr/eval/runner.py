@@ -136,8 +136,10 @@ def resolve_model(spec: str) -> str:
 
 def evaluate_suite(policy, pool, suite: Suite, items: Sequence[EvalItem], *, n: int = 1, temperature: float = 0.0,
                    style: PromptStyle = "azr", max_new_tokens: int = 0, batch_size: int = 32, seed: int = 0,
-                   ks: Sequence[int] = DEFAULT_KS, on_progress: Callable[[int], None] | None = None) -> SuiteResult:
-    """Generate n responses per item (greedy when temperature is 0), extract, score, aggregate."""
+                   ks: Sequence[int] = DEFAULT_KS, on_progress: Callable[[int], None] | None = None,
+                   response_prefix: str = "") -> SuiteResult:
+    """Generate n responses per item (greedy when temperature is 0), extract, score, aggregate.
+    ``response_prefix`` starts every answer turn (see :class:`~azr.policy.GenerationConfig`)."""
     from azr.policy import GenerationConfig
 
     if n < 1:
@@ -147,7 +149,7 @@ def evaluate_suite(policy, pool, suite: Suite, items: Sequence[EvalItem], *, n: 
                          f"for pass@k with n > 1")
     t0 = time.perf_counter()
     gen = GenerationConfig(max_new_tokens=max_new_tokens or suite.max_new_tokens, temperature=temperature,
-                           greedy=temperature == 0, batch_size=batch_size)
+                           greedy=temperature == 0, batch_size=batch_size, response_prefix=response_prefix)
     prompts = [suite.prompt(it, style) for it in items for _ in range(n)]
     responses, tokens = [], 0
     chunk = max(batch_size, 1) * 2

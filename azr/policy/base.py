@@ -61,6 +61,10 @@ class GenerationConfig:
     batch_size: int = 8
     """Prompts per forward batch. Prompts are sorted by length and chunked into batches of this size;
     larger batches raise throughput on CPU up to ~32 but cost memory for the KV cache."""
+    response_prefix: str = ""
+    """Text the assistant turn starts with before sampling (e.g. ``"<answer>"``). Its tokens are appended to
+    ``prompt_ids`` (never sampled, never trained on) and ``response`` starts with it, so parsers see the
+    whole turn. Empty: the model writes the turn from its first token."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -85,11 +89,12 @@ class Generation:
     prompt: str
     """The user message exactly as passed to ``generate``."""
     prompt_ids: list[int]
-    """Token ids the model saw: the chat-templated prompt, unpadded (includes the assistant header)."""
+    """Token ids the model saw: the chat-templated prompt, unpadded (includes the assistant header and the
+    tokens of any ``response_prefix``)."""
     response_ids: list[int]
     """Generated token ids, up to and including the EOS token when one was produced."""
     response: str
-    """``response_ids`` decoded with special tokens stripped."""
+    """The config's ``response_prefix`` followed by ``response_ids`` decoded with special tokens stripped."""
     finished: bool
     """True when the response ended with an EOS token; False when ``max_new_tokens`` cut it off."""
 

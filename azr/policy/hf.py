@@ -122,6 +122,13 @@ def encode_chat(tokenizer: Any, prompt: str, system_prompt: str | None = None) -
     return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
 
 
+def prefix_ids(tokenizer: Any, prefix: str) -> list[int]:
+    """Token ids of a response prefix, encoded on its own (no special tokens) and appended to the
+    templated prompt: what the model would have read had it written the prefix itself, up to tokenisation
+    at the seam."""
+    return list(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else []
+
+
 def _forward_kwargs(model: torch.nn.Module) -> tuple[str, bool]:
     """(name of the KV-cache argument, whether ``logits_to_keep`` is accepted) for this model.
 
@@ -293,7 +300,8 @@ class HFPolicy:
         prompts = list(prompts)
         if not prompts:
             return []
-        encoded = [self.encode_prompt(p) for p in prompts]
+        prefix = prefix_ids(self.tokenizer, cfg.response_prefix)
+        encoded = [self.encode_prompt(p) + prefix for p in prompts]
         if any(len(e) == 0 for e in encoded):
             raise ValueError("a prompt encoded to zero tokens; the model needs at least one token to condition on")
         gen_model = self._generation_model()
@@ -311,7 +319,7 @@ class HFPolicy:
                     prompt=prompts[i],
                     prompt_ids=encoded[i],
                     response_ids=resp,
-                    response=self.decode(resp),
+                    response=cfg.response_prefix + self.decode(resp),
                     finished=finished,
                 )
         return results  # type: ignore[return-value]

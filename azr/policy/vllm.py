@@ -37,7 +37,7 @@ import torch
 import torch.distributed
 
 from azr.policy.base import Generation, GenerationConfig, RoutedPolicy
-from azr.policy.hf import encode_chat
+from azr.policy.hf import encode_chat, prefix_ids
 
 VLLM_MISSING = ("the vLLM rollout backend needs vLLM: pip install 'azr[vllm]' (on a machine with a CUDA GPU); "
                 "or use --rollout.backend hf")
@@ -112,7 +112,8 @@ class VLLMGenerator:
         prompts = list(prompts)
         if not prompts:
             return []
-        encoded = [encode_chat(self.tokenizer, p, self.system_prompt) for p in prompts]
+        prefix = prefix_ids(self.tokenizer, cfg.response_prefix)
+        encoded = [encode_chat(self.tokenizer, p, self.system_prompt) + prefix for p in prompts]
         if any(not e for e in encoded):
             raise ValueError("a prompt encoded to zero tokens; the model needs at least one token to condition on")
         if seed is None:
@@ -128,7 +129,7 @@ class VLLMGenerator:
             o = out.outputs[0]
             resp = list(o.token_ids)  # the EOS token that stopped it is part of the sampled ids
             gens.append(Generation(prompt=prompt, prompt_ids=ids, response_ids=resp,
-                                   response=self.tokenizer.decode(resp, skip_special_tokens=True),
+                                   response=cfg.response_prefix + self.tokenizer.decode(resp, skip_special_tokens=True),
                                    finished=o.finish_reason == "stop"))
         return gens
 
