@@ -13,7 +13,19 @@ import math
 import os
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
+
+
+def spread_sample(rollouts: Sequence[Any], k: int) -> list[Any]:
+    """Up to `k` rollouts taken round-robin over their (type, role) groups, each group in batch order, so a
+    dump shows every group even when one group alone (the proposals come first) could fill it."""
+    groups: dict[tuple[Any, Any], list[Any]] = {}
+    for r in rollouts:
+        groups.setdefault((r.type, r.role), []).append(r)
+    picked: list[Any] = []
+    for depth in range(max((len(g) for g in groups.values()), default=0)):
+        picked += [g[depth] for g in groups.values() if depth < len(g)]
+    return picked[:k]
 
 
 class MetricsLogger:
@@ -57,6 +69,7 @@ class MetricsLogger:
             self._wandb.log({k: v for k, v in clean.items() if v is not None}, step=step)
 
     def dump_samples(self, step: int, samples: Iterable[Any]) -> Path:
+        """Write `samples` (records or dicts) to samples/step_N.jsonl; pick them with :func:`spread_sample`."""
         path = self.run_dir / "samples" / f"step_{step}.jsonl"
         with open(path, "w") as fh:
             for s in samples:

@@ -29,7 +29,7 @@ from azr.buffers import TaskBuffer
 from azr.checkpoint import RngState, latest_checkpoint, load_checkpoint, save_checkpoint
 from azr.distributed.ddp import DistContext, init_distributed
 from azr.distributed.engines import BuiltEngines, build_engines
-from azr.metrics import MetricsLogger, read_metrics
+from azr.metrics import MetricsLogger, read_metrics, spread_sample
 from azr.records import TaskType
 from azr.selfplay import Engines, SelfPlayState, seed_buffers, selfplay_step
 from azr.tasks import TASK_TYPES
@@ -230,7 +230,7 @@ def train(cfg: C.TrainConfig) -> Path:
                     metrics.update(evaluate_now(run))
                 if run.log is not None:
                     run.log.log(run.state.step, metrics)
-                    run.log.dump_samples(run.state.step, batch.rollouts[:cfg.run.samples_per_step])
+                    run.log.dump_samples(run.state.step, spread_sample(batch.rollouts, cfg.run.samples_per_step))
                 if run.state.step % cfg.run.save_every == 0 or run.state.step == cfg.run.steps:
                     save(run)
                 progress.update(task, completed=run.state.step, description=_live(metrics))
