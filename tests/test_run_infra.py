@@ -40,6 +40,24 @@ def test_bad_config_errors_say_how_to_fix(change, msg):
         C.finalize(cfg)
 
 
+def test_response_prefixes_typed_with_backslash_n_become_newlines():
+    import dataclasses
+
+    cfg = C.tiny_test()
+    ro = dataclasses.replace(cfg.rollout, solve_prefix="<answer>\\n", propose_prefix="a\\nb")
+    cfg = dataclasses.replace(cfg, rollout=ro, eval=dataclasses.replace(cfg.eval, response_prefix="<answer>\\n"))
+    out = C.finalize(cfg)
+    got = (out.rollout.solve_prefix, out.rollout.propose_prefix, out.eval.response_prefix)
+    assert got == ("<answer>\n", "a\nb", "<answer>\n")
+    assert C.finalize(out) == out  # idempotent, so a resumed run's config compares equal
+    assert C.finalize_eval(C.EvalConfig(response_prefix="<answer>\\n")).response_prefix == "<answer>\n"
+
+
+def test_cpu_preset_evaluates_with_the_prefix_it_trains_with():
+    cfg = C.finalize(C.cpu())
+    assert cfg.rollout.solve_prefix == cfg.eval.response_prefix == "<answer>\n"
+
+
 def test_config_dict_roundtrip():
     cfg = C.tiny_test()
     assert C.from_dict(json.loads(json.dumps(C.to_dict(cfg)))) == cfg
@@ -79,6 +97,22 @@ def _save(run_dir: Path, step: int, **kw):
         optimizer=opt, rng=RngState.capture(random.Random(1), np.random.default_rng(1)),
         config=kw.get("config", C.to_dict(C.tiny_test())),
     )
+
+
+def test_spread_sample_takes_every_group_round_robin():
+    from azr.metrics import spread_sample
+    from azr.records import Role, Rollout, TaskType
+
+    def ro(t, role, i):
+        return Rollout(prompt=str(i), response="", type=t, role=role, reward=-1.0, format_ok=False)
+
+    batch = ([ro(TaskType.DEDUCTION, Role.PROPOSE, i) for i in range(4)] + [ro(TaskType.ABDUCTION, Role.PROPOSE, 9)]
+             + [ro(TaskType.DEDUCTION, Role.SOLVE, i) for i in range(3)])
+    got = [(r.type, r.role, r.prompt) for r in spread_sample(batch, 5)]
+    assert got == [(TaskType.DEDUCTION, Role.PROPOSE, "0"), (TaskType.ABDUCTION, Role.PROPOSE, "9"),
+                   (TaskType.DEDUCTION, Role.SOLVE, "0"), (TaskType.DEDUCTION, Role.PROPOSE, "1"),
+                   (TaskType.DEDUCTION, Role.SOLVE, "1")]
+    assert len(spread_sample(batch, 100)) == len(batch) and spread_sample([], 3) == []
 
 
 def test_checkpoint_roundtrip_and_keep(tmp_path):

@@ -148,8 +148,19 @@ def test_eval_every_logs_pass_at_1_and_report_plots_it(tmp_path):
     if not CRUXEVAL.exists():
         pytest.skip(f"CRUXEval data not found at {CRUXEVAL}")
     cfg = tiny(tmp_path, 1, name="with-eval")
-    cfg = dataclasses.replace(cfg, eval=C.EvalConfig(every=1, limit=3, max_new_tokens=8, data=(str(CRUXEVAL),)))
+    # Prefixes as typed on a command line (a literal backslash-n): solver turns and eval answers start with
+    # them, proposer turns do not.
+    cfg = dataclasses.replace(cfg, eval=C.EvalConfig(every=1, limit=3, max_new_tokens=8, data=(str(CRUXEVAL),),
+                                                     response_prefix="<answer>\\n"),
+                              rollout=dataclasses.replace(cfg.rollout, solve_prefix="<answer>\\n"))
     run_dir = train(cfg)
+    samples = [json.loads(line) for line in (run_dir / "samples" / "step_1.jsonl").read_text().splitlines()]
+    assert {s["role"] for s in samples} == {"propose", "solve"}
+    for s in samples:
+        assert s["response"].startswith("<answer>\n") == (s["role"] == "solve")
+    step0 = json.loads((run_dir / "eval" / "step_000000.json").read_text())
+    responses = [r for suite in step0["suites"] for it in suite["items"] for r in it["responses"]]
+    assert responses and all(r.startswith("<answer>\n") for r in responses)
     rows = read_metrics(run_dir)
     assert [r["step"] for r in rows] == [0, 1]
     for r in rows:
