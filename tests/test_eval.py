@@ -202,7 +202,7 @@ def test_azr_eval_of_the_tiny_model_writes_a_well_formed_report(tmp_path):
 
     out = tmp_path / "ev"
     rc = main(["eval", "--model", "tiny", "--suite", "cruxeval-o,cruxeval-i", "--limit", "10",
-               "--max-new-tokens", "12", "--out", str(out), "--data", str(CRUXEVAL)])
+               "--max-new-tokens", "12", "--out", str(out), "--data", str(CRUXEVAL), "--response-prefix", "<answer>\\n"])
     assert rc == 0
     files = list(out.glob("*.json"))
     assert len(files) == 1
@@ -215,6 +215,8 @@ def test_azr_eval_of_the_tiny_model_writes_a_well_formed_report(tmp_path):
     for s in report.suites:
         assert len(s.items) == 10 and all(len(it.responses) == len(it.correct) == 1 for it in s.items)
         assert [it.id for it in s.items] == [f"sample_{i}" for i in range(10)]
+        # The prefix as typed on a command line: `\n` arrives as a newline.
+        assert all(r.startswith("<answer>\n") for it in s.items for r in it.responses)
 
 
 @pytest.mark.skipif(not CRUXEVAL.exists(), reason=f"CRUXEval data not found at {CRUXEVAL}")

@@ -49,6 +49,7 @@ def main_eval(cmd: C.EvalCommand) -> int:
     hf_logging.disable_progress_bar()
     try:
         cfg = C.finalize_eval(cmd.eval)
+        cmd = dataclasses.replace(cmd, eval=cfg)  # evaluate with the finalized values (e.g. an unescaped prefix)
         items = load_suite_items(cfg.suites, cfg.data, cfg.limit)
     except (ValueError, EvalDataError) as e:
         raise SystemExit(f"azr eval: {e}") from None
