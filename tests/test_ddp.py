@@ -54,12 +54,16 @@ def _rank_main(rank: int, world: int, store: str, out: str) -> None:
     from azr.distributed.ddp import DataParallelPolicy, DistContext
 
     torch.set_num_threads(1)
+    # Loopback only: gloo otherwise picks the interface of the hostname, which on a busy VM has aborted a rank
+    # ("terminate called without an active exception") once in a full-suite run.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     ctx = DistContext(rank=rank, world_size=world, local_rank=rank, backend="gloo")
     try:
         for name, n in CASES.items():
             delta, metrics = _update(lambda learner: DataParallelPolicy(learner, ctx), n)
             torch.save({"delta": delta, "metrics": metrics}, Path(out) / f"{name}_rank{rank}.pt")
+        dist.barrier()  # neither rank tears the group down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
