@@ -3,7 +3,8 @@
     azr train [--preset cpu|tiny-test|paper] [--run.steps 3] [--model.name ...] ...
     azr train --ray [--ray-address auto] ...           executor and rollouts in Ray actors (README "Scaling out")
     torchrun --nproc-per-node N -m azr.cli train ...   data-parallel learner over N processes (GPUs)
-    azr report RUN_DIR
+    azr report RUN_DIR                                 curves + HTML page in RUN_DIR/report
+    azr report RUN_A RUN_B ... [--out DIR]             runs compared, one line per run (default runs/compare)
     azr eval [--model default|HF id|path|run dir] [--suite cruxeval-o,cruxeval-i,humaneval,math] [--compare A B] ...
 
 `azr train --preset P --help` and `azr eval --help` list every field of the typed config with its docstring.
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def _split_preset(argv: list[str]) -> tuple[str, list[str]]:
@@ -50,12 +52,22 @@ def main(argv: list[str] | None = None) -> int:
                        description=f"Self-play training (preset {preset}).")
         return main_train(cfg)
     if cmd == "report":
-        if len(rest) != 1:
-            raise SystemExit("usage: azr report RUN_DIR")
-        from azr.report import write_report
+        out = None
+        if "--out" in rest:
+            i = rest.index("--out")
+            if i + 1 >= len(rest):
+                raise SystemExit("azr report: --out needs a directory")
+            out, rest = rest[i + 1], rest[:i] + rest[i + 2:]
+        if not rest:
+            raise SystemExit("usage: azr report RUN_DIR  |  azr report RUN_A RUN_B ... [--out DIR]")
+        if out and len(rest) == 1:
+            raise SystemExit("azr report: --out is for comparing two or more runs; one run's report goes in "
+                             "RUN_DIR/report")
+        from azr.report import write_comparison, write_report
 
         try:
-            print(write_report(rest[0]))
+            print(write_report(rest[0]) if len(rest) == 1 else
+                  write_comparison(rest, Path(out or "runs/compare")))
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"azr report: {e}") from None
         return 0

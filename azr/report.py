@@ -2,6 +2,9 @@
 
 Reads ``metrics.jsonl`` and the latest ``samples/step_N.jsonl``; writes ``report/*.png`` and
 ``report/index.html`` (images inlined as base64, so the page can be mailed or attached).
+
+`azr report RUN_A RUN_B ... [--out DIR]` compares runs (an ablation against its recipe): one
+panel per metric in ``COMPARED`` with one line per run, and a table of each run's summary.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ PANELS = (
     Panel("Step time by stage (s)", r"^time/.+$"),
     Panel("Evaluation pass@1", r"^eval/.+/pass@1$"),
 )
+
+
+COMPARED = (
+    "solve/deduction/accuracy", "solve/abduction/accuracy", "solve/induction/accuracy",
+    "format_error_frac/solve/deduction", "format_error_frac/solve/abduction", "format_error_frac/solve/induction",
+    "propose/valid_frac", "time/step",
+)
+"""The metrics a comparison plots, one panel each: what tells runs of one recipe apart."""
 
 
 def _slug(title: str) -> str:
@@ -106,5 +117,90 @@ pre{{white-space:pre-wrap;max-width:600px;margin:0}}</style></head><body>
 <h1>azr run <code>{html.escape(run_dir.name)}</code></h1><p>{len(rows)} steps logged.</p>
 {figs}<h2>Last step (step {last.get('step')})</h2><table>{summary}</table>{_samples_table(run_dir)}</body></html>"""
     index = out / "index.html"
+    index.write_text(page)
+    return index
+
+
+def _inline(title: str, path: Path) -> str:
+    return (f"<figure><img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+            f"<figcaption>{html.escape(title)}</figcaption></figure>")
+
+
+def plot_comparison(runs: dict[str, list[dict]], out_dir: Path) -> Path | None:
+    """One figure, a panel per `COMPARED` metric that some run logged, a line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in COMPARED if any(k in r for rows in runs.values() for r in rows)]
+    if not keys:
+        return None
+    cols = 3
+    nrows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for name, rows in runs.items():
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o", markersize=2.5, label=name)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = out_dir / "comparison.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _mean(rows: list[dict], key: str, last: int | None = None) -> float | None:
+    vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    vals = vals[-last:] if last else vals
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarize_run(rows: list[dict]) -> dict[str, float | None]:
+    """Per-run figures for the comparison table: length, mean step time, and the last 5 steps' means."""
+    out: dict[str, float | None] = {"steps": float(len(rows)), "time/step mean": _mean(rows, "time/step")}
+    for key in COMPARED:
+        if key != "time/step":
+            out[f"{key} (last 5)"] = _mean(rows, key, last=5)
+    return out
+
+
+def write_comparison(run_dirs: list[Path], out_dir: Path) -> Path:
+    """Compare runs: ``out_dir/comparison.png``, ``summary.json`` and a self-contained ``index.html``."""
+    run_dirs = [Path(d) for d in run_dirs]
+    names = [d.name for d in run_dirs]
+    if len(set(names)) != len(names):
+        names = [str(d) for d in run_dirs]
+    runs = {}
+    for name, d in zip(names, run_dirs):
+        rows = read_metrics(d)
+        if not rows:
+            raise ValueError(f"{d}/metrics.jsonl has no steps yet; nothing to compare")
+        runs[name] = rows
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure = plot_comparison(runs, out_dir)
+    summary = {name: summarize_run(rows) for name, rows in runs.items()}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    cols = list(next(iter(summary.values())))
+    head = "<tr><th>run</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
+    body = "".join(
+        f"<tr><td>{html.escape(n)}</td>" + "".join(
+            f"<td>{'–' if s[c] is None else format(s[c], '.3g')}</td>" for c in cols) + "</tr>"
+        for n, s in summary.items())
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>azr comparison</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:3px}}</style></head><body>
+<h1>azr runs compared</h1>{_inline("one line per run", figure) if figure else "<p>No compared metric logged.</p>"}
+<table>{head}{body}</table></body></html>"""
+    index = out_dir / "index.html"
     index.write_text(page)
     return index

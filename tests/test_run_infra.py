@@ -15,7 +15,7 @@ from azr import config as C
 from azr.checkpoint import CheckpointError, RngState, latest_checkpoint, load_checkpoint, save_checkpoint
 from azr.complexity import ast_edit_distance, batch_complexity, distinct_fraction, program_complexity
 from azr.metrics import MetricsLogger, read_metrics
-from azr.report import write_report
+from azr.report import write_comparison, write_report
 
 
 @pytest.mark.parametrize("name", sorted(C.PRESETS))
@@ -170,3 +170,38 @@ def test_report_writes_pngs_and_html(tmp_path):
     text = index.read_text()
     assert "data:image/png;base64," in text and "r&amp;" in text
     assert len(list((tmp_path / "report").glob("*.png"))) == 3
+
+
+def _fake_run(d, accs):
+    log = MetricsLogger(d, tensorboard=False)
+    for step, acc in enumerate(accs, 1):
+        log.log(step, {"solve/deduction/accuracy": acc, "time/step": 2.0 * step})
+    return d
+
+
+def test_report_compares_runs_with_hand_computed_summary(tmp_path):
+    a = _fake_run(tmp_path / "recipe", [0.0, 0.5, 1.0, 1.0, 1.0, 1.0])
+    b = _fake_run(tmp_path / "ablation", [0.0, 0.0, 0.25])
+    index = write_comparison([a, b], tmp_path / "cmp")
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    # last 5 of [0, .5, 1, 1, 1, 1] -> mean .9; all 3 of [0, 0, .25] -> .25/3
+    assert summary["recipe"]["solve/deduction/accuracy (last 5)"] == pytest.approx(0.9)
+    assert summary["ablation"]["solve/deduction/accuracy (last 5)"] == pytest.approx(0.25 / 3)
+    assert summary["recipe"]["time/step mean"] == pytest.approx(7.0)  # 2*(1+..+6)/6
+    assert summary["ablation"]["steps"] == 3
+    assert summary["recipe"]["propose/valid_frac (last 5)"] is None  # not logged: no made-up zero
+    assert (tmp_path / "cmp" / "comparison.png").stat().st_size > 1000
+    assert "data:image/png;base64," in index.read_text() and "ablation" in index.read_text()
+
+
+def test_report_cli_compares_and_rejects_bad_use(tmp_path, capsys):
+    from azr.cli import main
+
+    a = _fake_run(tmp_path / "a", [0.0, 1.0])
+    b = _fake_run(tmp_path / "b", [1.0, 1.0])
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp" / "index.html").exists()
+    with pytest.raises(SystemExit, match="two or more runs"):
+        main(["report", str(a), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="no metrics.jsonl"):
+        main(["report", str(a), str(tmp_path / "missing"), "--out", str(tmp_path / "y")])
