@@ -244,7 +244,7 @@ def cpu() -> TrainConfig:
     * Temperature 0.7 instead of 1.0: at 1.0 the model's text degenerates within a few dozen tokens.
     * B=8, n=4 (SPEC: 64, 8), proposals capped at 128 tokens, lr 1e-5 (SPEC: 1e-6): the run must fit in well under
       an hour on 2 cores, and 1e-6 moves a 135M model by nothing in so few steps.
-    * 25 steps (~22 min): measured, deduction and abduction solve accuracy reach 1.0 by step ~15; past that their
+    * 25 steps (~20 min): measured, deduction and abduction solve accuracy reach 1.0 by step ~11-15; past that their
       groups have no reward variance, so no gradient, while the proposer still writes no valid task.
     * Seeding is capped at 30 generations per type: SmolLM2 almost never writes a valid task (SPEC §6), and a
       longer search costs minutes for nothing; the step loop fills short batches from the buffers.

@@ -1,7 +1,7 @@
 """Did self-play improve the model? CRUXEval-O/I before vs after a run, paired, with what the gains are made of.
 
     python benchmarks/learning.py --before default --after runs/azr-cpu [--limit N] [--out runs/eval/learning]
-    python benchmarks/learning.py --reports A.json B.json          # re-analyse reports already written
+    python benchmarks/learning.py --reports A.json B.json [--plot P.png]   # re-analyse reports already written
 
 Both models are evaluated greedily on the same items with the same prompt, response prefix and token cap
 (`azr eval --compare`). Besides pass@1 and McNemar's exact p-value, it counts how many correct answers are a
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from azr.eval import SUITES
-from azr.eval.runner import compare, default_data, read_report, resolve_model, slug
+from azr.eval.runner import compare, default_data, plot_comparison, read_report, resolve_model, slug
 from azr.executor import SandboxConfig, SandboxPool, parse_literal
 
 COPIED = {"cruxeval-i": "output", "cruxeval-o": "input"}
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=48, help="as the run's rollout.max_new_tokens_solve")
     ap.add_argument("--out", default="runs/eval/learning")
     ap.add_argument("--data", default=None, help="CRUXEval jsonl (default: shared/benchmarks/cruxeval.jsonl)")
+    ap.add_argument("--plot", default=None, help="also write the before/after bar plot of --reports to this PNG")
     args = ap.parse_args(argv)
     data = Path(args.data or default_data("cruxeval-o") or "")
     if not data.is_file():
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         if azr(cmd) != 0:
             return 1
         before, after = (Path(args.out) / f"{slug(resolve_model(m))}.json" for m in (args.before, args.after))
+    if args.plot:
+        a, b = read_report(before), read_report(after)
+        print(plot_comparison(compare(a, b), a.model, b.model, args.plot))
     for r in analyse(before, after, data):
         print(f"{r['suite']}: {r['items']} items, after-model answers that copy the prompt's {COPIED[r['suite']]}: "
               f"{r['after_copies']} ({r['after_correct_copies']} of them correct); copying alone scores "
