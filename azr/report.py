@@ -106,10 +106,7 @@ def write_report(run_dir: Path) -> Path:
     last = rows[-1]
     summary = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>"
                       for k, v in sorted(last.items()) if isinstance(v, (int, float)))
-    figs = "".join(
-        f"<figure><img src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
-        f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, p in images
-    )
+    figs = "".join(_inline(t, p) for t, p in images)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>azr report: {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1500px}} figure{{display:inline-block;margin:.5em}}
 table{{border-collapse:collapse;font-size:12px}} td,th{{border:1px solid #ccc;padding:3px;vertical-align:top}}
