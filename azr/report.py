@@ -50,12 +50,25 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
 
 
-def plot_panels(rows: list[dict], out_dir: Path) -> list[tuple[str, Path]]:
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display on a training box
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot_line(ax, rows: list[dict], key: str, label: str, markersize: float) -> None:
+    """One metric over steps on `ax`, skipping steps that did not log it."""
+    pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    if pts:
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker="o", markersize=markersize, label=label)
+
+
+def plot_panels(rows: list[dict], out_dir: Path) -> list[tuple[str, Path]]:
+    plt = _pyplot()
     keys = sorted({k for r in rows for k in r if k != "step"})
     made = []
     for panel in PANELS:
@@ -64,10 +77,7 @@ def plot_panels(rows: list[dict], out_dir: Path) -> list[tuple[str, Path]]:
             continue
         fig, ax = plt.subplots(figsize=(7, 3.6))
         for k in series:
-            pts = [(r["step"], r[k]) for r in rows if r.get(k) is not None]
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="o", markersize=3, label=k)
+            _plot_line(ax, rows, k, k, markersize=3)
         ax.set_title(panel.title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -123,13 +133,9 @@ def _inline(title: str, path: Path) -> str:
             f"<figcaption>{html.escape(title)}</figcaption></figure>")
 
 
-def plot_comparison(runs: dict[str, list[dict]], out_dir: Path) -> Path | None:
+def plot_runs(runs: dict[str, list[dict]], out_dir: Path) -> Path | None:
     """One figure, a panel per `COMPARED` metric that some run logged, a line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     keys = [k for k in COMPARED if any(k in r for rows in runs.values() for r in rows)]
     if not keys:
         return None
@@ -138,10 +144,7 @@ def plot_comparison(runs: dict[str, list[dict]], out_dir: Path) -> Path | None:
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         for name, rows in runs.items():
-            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="o", markersize=2.5, label=name)
+            _plot_line(ax, rows, key, name, markersize=2.5)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
@@ -184,7 +187,7 @@ def write_comparison(run_dirs: list[Path], out_dir: Path) -> Path:
         runs[name] = rows
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figure = plot_comparison(runs, out_dir)
+    figure = plot_runs(runs, out_dir)
     summary = {name: summarize_run(rows) for name, rows in runs.items()}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     cols = list(next(iter(summary.values())))

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from azr.eval import SUITES
-from azr.eval.runner import compare, default_data, plot_comparison, read_report, resolve_model, slug
+from azr.eval.runner import (EvalReport, compare, default_data, plot_comparison, read_report, resolve_model,
+                             slug)
 from azr.executor import SandboxConfig, SandboxPool, parse_literal
 
 COPIED = {"cruxeval-i": "output", "cruxeval-o": "input"}
@@ -35,9 +36,8 @@ def _same(answer: str | None, shown: str) -> bool:
     return answer.strip() == shown.strip()
 
 
-def analyse(before_path: Path, after_path: Path, data: Path) -> list[dict]:
+def analyse(before: EvalReport, after: EvalReport, data: Path) -> list[dict]:
     rows = {f"sample_{i}": json.loads(line) for i, line in enumerate(data.read_text().splitlines()) if line.strip()}
-    before, after = read_report(before_path), read_report(after_path)
     by_suite = {c.suite: c for c in compare(before, after)}
     pool = SandboxPool(SandboxConfig(workers=2))
     out = []
@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         if azr(cmd) != 0:
             return 1
         before, after = (Path(args.out) / f"{slug(resolve_model(m))}.json" for m in (args.before, args.after))
+    a, b = read_report(before), read_report(after)
     if args.plot:
-        a, b = read_report(before), read_report(after)
         print(plot_comparison(compare(a, b), a.model, b.model, args.plot))
-    for r in analyse(before, after, data):
+    for r in analyse(a, b, data):
         print(f"{r['suite']}: {r['items']} items, after-model answers that copy the prompt's {COPIED[r['suite']]}: "
               f"{r['after_copies']} ({r['after_correct_copies']} of them correct); copying alone scores "
               f"{r['copy_rule_correct']}/{r['items']}")
