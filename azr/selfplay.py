@@ -31,6 +31,7 @@ from azr.loss import ppo_clip_loss
 from azr.policy import Generation, GenerationConfig, Policy
 from azr.records import FormatError, Proposal, Role, Rollout, StepBatch, Task, TaskType
 from azr.tasks import TASK_TYPES
+from azr.tasks.base import is_trivial
 
 BASELINES = {"trr++": trr_advantages, "global": global_advantages}
 """Advantage estimators by config name: TRR++ (per group) and the one-baseline ablation."""
@@ -54,6 +55,8 @@ class Engines:
     pool: SandboxPool
     optimizer: torch.optim.Optimizer
     cfg: TrainConfig
+    reference: Policy | None = None
+    """The frozen starting policy for the KL penalty; None unless `optim.kl_coef` > 0."""
 
 
 class Sample(NamedTuple):
@@ -186,55 +189,91 @@ def advantage_stage(eng: Engines, state: SelfPlayState, samples: Sequence[Sample
 
 
 def update_stage(eng: Engines, batch: StepBatch, gens: Sequence[Generation]) -> dict[str, float]:
-    """SPEC §1 step 6: one PPO-clip policy-gradient step over all responses, token-mean loss,
-    gradient accumulated over micro-batches.
+    """SPEC §1 step 6: one PPO epoch over the step's responses, split into `optim.mini_batches`
+    optimizer steps, with gradient accumulated over micro-batches inside each.
 
-    With one epoch and one optimizer step per batch, π_old is the policy being differentiated,
-    so old log-probs are the detached current ones (ratio = 1): identical to a separate no-grad
-    pass, minus a forward pass. Without an entropy bonus, rollouts with zero advantage carry no
-    gradient and are skipped (all of them when every group's rewards are constant).
+    π_old is the policy that sampled the batch: its log-probs are taken by the learner in one
+    no-grad pass before the first optimizer step (with a single mini-batch they equal the
+    detached current log-probs, so that pass is skipped). Mini-batches interleave the rollouts
+    (row i goes to part i mod M), so every part mixes roles and task types. The loss of a part is
+    its token mean over **all** its response tokens, zero-advantage rollouts included; those carry
+    no gradient without an entropy bonus or KL, so their forward passes are skipped.
     """
     op = eng.cfg.optim
-    live = [i for i, r in enumerate(batch.rollouts)
-            if (r.advantage or op.entropy_coef > 0) and gens[i].response_ids]
-    total_tokens = sum(len(gens[i].response_ids) for i in live)
+    needs_all = op.entropy_coef > 0 or op.kl_coef > 0
+    rows = [i for i, g in enumerate(gens) if g.response_ids]
+    live = [i for i in rows if batch.rollouts[i].advantage or needs_all]
+    parts = [rows[k::op.mini_batches] for k in range(op.mini_batches)]
+    empty = {"update/grad_norm": 0.0, "update/pg_loss": 0.0, "update/clip_frac": 0.0, "update/approx_kl": 0.0,
+             "update/sequences": 0.0, "update/tokens": 0.0, "update/optimizer_steps": 0.0}
     if not live:
-        return {"update/grad_norm": 0.0, "update/pg_loss": 0.0, "update/clip_frac": 0.0, "update/sequences": 0.0,
-                "update/tokens": 0.0}
-    adv = torch.tensor([batch.rollouts[i].advantage for i in live], dtype=torch.float32)  # (B,)
-    eng.optimizer.zero_grad(set_to_none=True)
-    stats = []
-    for mb in eng.policy.iter_logprob_microbatches(
-        [gens[i].prompt_ids for i in live], [gens[i].response_ids for i in live], micro_batch=op.micro_batch,
-        grad=True, temperature=eng.cfg.rollout.temperature, with_entropy=op.entropy_coef > 0,
-    ):
-        loss, st = ppo_clip_loss(mb.logprobs, mb.logprobs.detach(), adv[mb.index.cpu()].to(mb.logprobs.device),
-                                 mb.mask, clip_eps=op.clip_eps, entropy=mb.entropy, entropy_coef=op.entropy_coef,
-                                 num_tokens_total=total_tokens)
-        loss.backward()
-        stats.append(st)
-    grad_norm = 0.0
-    if live:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(list(eng.policy.parameters()), op.max_grad_norm))
+        return empty
+    where = {row: j for j, row in enumerate(live)}  # batch row -> row of the no-grad passes below
+    old = _score(eng.policy, live, gens, eng.cfg) if op.mini_batches > 1 else None  # (L, T)
+    ref = _score(eng.reference, live, gens, eng.cfg) if op.kl_coef > 0 and eng.reference else None  # (L, T)
+    stats, norms = [], []
+    for part in parts:
+        train_rows = [i for i in part if i in where]
+        if not train_rows:
+            continue
+        n_tok = sum(len(gens[i].response_ids) for i in part)
+        adv = torch.tensor([batch.rollouts[i].advantage for i in train_rows], dtype=torch.float32)  # (G,)
+        eng.optimizer.zero_grad(set_to_none=True)
+        for mb in eng.policy.iter_logprob_microbatches(
+            [gens[i].prompt_ids for i in train_rows], [gens[i].response_ids for i in train_rows],
+            micro_batch=op.micro_batch, grad=True, temperature=eng.cfg.rollout.temperature,
+            with_entropy=op.entropy_coef > 0,
+        ):
+            idx = mb.index.cpu()
+            src = torch.tensor([where[train_rows[j]] for j in idx.tolist()])  # (g,) rows of old/ref
+            t = mb.logprobs.shape[1]
+            old_mb = old[src, :t].to(mb.logprobs.device) if old is not None else mb.logprobs.detach()  # (g, T)
+            ref_mb = ref[src, :t].to(mb.logprobs.device) if ref is not None else None  # (g, T)
+            loss, st = ppo_clip_loss(mb.logprobs, old_mb, adv[idx].to(mb.logprobs.device), mb.mask,
+                                     clip_eps=op.clip_eps, clip_eps_high=op.clip_eps_high, ref_logprobs=ref_mb,
+                                     kl_coef=op.kl_coef, entropy=mb.entropy, entropy_coef=op.entropy_coef,
+                                     num_tokens_total=n_tok)
+            loss.backward()
+            stats.append(st)
+        norms.append(float(torch.nn.utils.clip_grad_norm_(list(eng.policy.parameters()), op.max_grad_norm)))
         eng.optimizer.step()
     eng.optimizer.zero_grad(set_to_none=True)
     tok = sum(st.num_tokens for st in stats) or 1
-    return {
-        "update/grad_norm": grad_norm,
-        "update/pg_loss": sum(st.pg_loss * st.num_tokens for st in stats) / tok,
-        "update/clip_frac": sum(st.clip_fraction * st.num_tokens for st in stats) / tok,
-        "update/sequences": float(len(live)),
-        "update/tokens": float(total_tokens),
-    }
+
+    def tmean(field: str) -> float:
+        return sum(getattr(st, field) * st.num_tokens for st in stats) / tok
+
+    out = {**empty, "update/grad_norm": fmean(norms), "update/pg_loss": tmean("pg_loss"),
+           "update/clip_frac": tmean("clip_fraction"), "update/approx_kl": tmean("approx_kl"),
+           "update/sequences": float(len(live)), "update/tokens": float(sum(len(gens[i].response_ids) for i in rows)),
+           "update/optimizer_steps": float(len(norms))}
+    if ref is not None:
+        out["update/kl_ref"] = tmean("kl_ref")
+    return out
+
+
+def _score(policy: Policy, rows: Sequence[int], gens: Sequence[Generation], cfg: TrainConfig) -> torch.Tensor:
+    """(len(rows), T) no-grad log-probs of the given rollouts under `policy`, in `rows` order."""
+    return policy.sequence_logprobs([gens[i].prompt_ids for i in rows], [gens[i].response_ids for i in rows],
+                                    grad=False, micro_batch=cfg.optim.micro_batch,
+                                    temperature=cfg.rollout.temperature).logprobs.detach().cpu()  # (L, T)
 
 
 def grow_buffers_stage(state: SelfPlayState, proposals: Sequence[Proposal]) -> dict[str, float]:
-    """SPEC §1 step 7: valid proposals join their type's buffer (deduplicated)."""
+    """SPEC §1 step 7: valid proposals join their type's buffer (deduplicated). Also measures
+    the valid proposals that were already there (``propose/duplicate_frac``, often a verbatim
+    copy of a reference) and the trivial ones (``propose/trivial_frac``, see ``is_trivial``),
+    as fractions of the valid proposals."""
     added = Counter()
-    for p in proposals:
-        if p.task is not None and state.buffers[p.type].add(p.task):
+    valid = [p for p in proposals if p.task is not None]
+    for p in valid:
+        if state.buffers[p.type].add(p.task):
             added[p.type] += 1
-    return {f"buffer/{t}/added": float(added[t]) for t in TASK_TYPES}
+    out = {f"buffer/{t}/added": float(added[t]) for t in TASK_TYPES}
+    if valid:
+        out["propose/duplicate_frac"] = 1.0 - sum(added.values()) / len(valid)
+        out["propose/trivial_frac"] = fmean(is_trivial(p.task) for p in valid)
+    return out
 
 
 # -- the step -------------------------------------------------------------------------------

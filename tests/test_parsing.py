@@ -100,17 +100,9 @@ MALFORMED = [
     ("induction", "<think>I need three inputs</think>", K.NO_ANSWER),
     ("induction", ans(*[f"```input\n{x}\n```" for x in "123"], "```message\nreturns x"), K.UNTERMINATED_FENCE),
     # --- solver answers ---------------------------------------------------------------------
-    ("output", ans("The output is 'Hello World'"), K.BAD_OUTPUT),
-    ("output", ans("f('Hello World') == 'Hello World'"), K.BAD_OUTPUT),
-    ("output", ans("x"), K.BAD_OUTPUT),
-    ("output", ans("Hello World"), K.BAD_OUTPUT),
     ("output", ans("```output\n1\n```", "```output\n2\n```"), K.MULTIPLE_BLOCKS),
     ("output", ans("```output\n```"), K.EMPTY_ANSWER),
     ("output", ans("```output\n'Hello World'"), K.UNTERMINATED_FENCE),
-    ("input", ans("x = 'Hello World'"), K.BAD_INPUT),
-    ("input", ans("f(x='Hello World')"), K.BAD_INPUT),
-    ("input", ans("'Hello World"), K.BAD_INPUT),
-    ("input", ans("The input is 'Hello World'"), K.BAD_INPUT),
     ("input", "I think the input is 'Hello World'", K.NO_ANSWER),
     ("program", ans(PROG, PROG), K.MULTIPLE_PROGRAMS),
     ("program", ans("```python\ndef f(x):\n    return x"), K.UNTERMINATED_FENCE),
@@ -118,6 +110,25 @@ MALFORMED = [
     ("program", ans("```output\n5\n```"), K.NO_PROGRAM),
     ("program", "def f(x):\n    return x", K.NO_ANSWER),
 ]
+
+
+# As in the reference, a solver answer that can be extracted is never a format error, however wrong
+# it is: the checker judges it (−0.5 when wrong; tests/test_tasks.py scores these by execution).
+EXTRACTED_BUT_NOT_LITERAL = [
+    ("output", ans("The output is 'Hello World'"), "The output is 'Hello World'"),
+    ("output", ans("f('Hello World') == 'Hello World'"), "f('Hello World') == 'Hello World'"),
+    ("output", ans("x"), "x"),
+    ("output", ans("'Hello' + ' World'"), "'Hello' + ' World'"),
+    ("input", ans("x = 'Hello World'"), "x = 'Hello World'"),
+    ("input", ans("f(x='Hello World')"), "x='Hello World'"),
+    ("input", ans("'Hello World"), "'Hello World"),
+    ("input", ans("The input is 'Hello World'"), "The input is 'Hello World'"),
+]
+
+
+@pytest.mark.parametrize("fn,response,text", EXTRACTED_BUT_NOT_LITERAL)
+def test_extracted_solver_answers_are_not_format_errors(fn, response, text):
+    assert PARSE[fn](response) == text
 
 
 def test_table_is_large_enough():

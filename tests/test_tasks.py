@@ -231,3 +231,36 @@ def test_modules_reject_items_of_another_type(sandbox):
         abduction.check(sandbox, [t], ["1"])
     with pytest.raises(ValueError):
         induction.validate(sandbox, [Proposal(TaskType.DEDUCTION, "", "", Candidate(ID, ("1",)))], random.Random(0))
+
+
+# Answer scoring as the reference does it: −1 only when no answer can be extracted; an extracted
+# answer that is wrong (a non-literal, an expression with the wrong value, one that does not run)
+# is −0.5; one whose value is right, literal or expression, is 1.
+DED = Task(TaskType.DEDUCTION, "def f(x):\n    return x * 2", ("[1, 2]",), ("[1, 2, 1, 2]",))
+ABD = Task(TaskType.ABDUCTION, "def f(x, y=0):\n    return x + y", ("3, 4",), ("7",))
+SCORING = [
+    (deduction, DED, "<answer>[1, 2, 1, 2]</answer>", 1.0),        # the literal
+    (deduction, DED, "<answer>[1, 2] * 2</answer>", 1.0),          # an expression that evaluates right
+    (deduction, DED, "<answer>[1, 2] * 3</answer>", -0.5),         # an expression with the wrong value
+    (deduction, DED, "<answer>The output is [1, 2, 1, 2]</answer>", -0.5),  # prose: extracted, wrong
+    (deduction, DED, "<answer>f([1, 2])</answer>", -0.5),          # f is not defined for the answer
+    (deduction, DED, "<answer>__import__('os').getcwd()</answer>", -0.5),  # banned: never runs
+    (deduction, DED, "The output is [1, 2, 1, 2]", -1.0),          # nothing to extract
+    (abduction, ABD, "<answer>7</answer>", 1.0),
+    (abduction, ABD, "<answer>x=5, y=2</answer>", 1.0),            # keyword arguments, judged by running
+    (abduction, ABD, "<answer>f(3, y=4)</answer>", 1.0),           # the call unwrapped, keywords kept
+    (abduction, ABD, "<answer>2 + 5</answer>", 1.0),               # an expression argument
+    (abduction, ABD, "<answer>x = 7</answer>", 1.0),               # reads as the keyword argument x=7
+    (abduction, ABD, "<answer>z=7</answer>", -0.5),                # runs into a TypeError
+    (abduction, ABD, "<answer>x == 7</answer>", -0.5),             # NameError
+    (abduction, ABD, "<answer>The input is 7</answer>", -0.5),
+    (abduction, ABD, "<answer>\n</answer>", -1.0),                 # empty: nothing extracted
+]
+
+
+@pytest.mark.parametrize("mod,task,response,reward", SCORING)
+def test_answer_scoring_matches_the_reference(sandbox, mod, task, response, reward):
+    answer = mod.parse_answer(response)
+    fmt_ok = not isinstance(answer, FormatError)
+    [correct] = mod.check(sandbox, [task], [answer])
+    assert solve_reward(fmt_ok, correct) == reward

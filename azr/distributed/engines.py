@@ -87,8 +87,9 @@ def connect_ray(d: C.DistConfig) -> bool:
 
 
 def build_engines(cfg: C.TrainConfig, policy: Any, optimizer: torch.optim.Optimizer,
-                  ctx: DistContext | None = None) -> BuiltEngines:
-    """The engines for `cfg` around the learner `policy` (an HFPolicy) and its `optimizer` (module docstring)."""
+                  ctx: DistContext | None = None, reference: Any | None = None) -> BuiltEngines:
+    """The engines for `cfg` around the learner `policy` (an HFPolicy) and its `optimizer` (module docstring);
+    `reference` is the frozen starting policy of the KL penalty (None without one)."""
     d, ro = cfg.dist, cfg.rollout
     main = ctx is None or ctx.is_main
     ray_run = C.uses_ray(cfg)
@@ -150,7 +151,7 @@ def build_engines(cfg: C.TrainConfig, policy: Any, optimizer: torch.optim.Optimi
             desc["rollout"] = "transformers in the learner process" + (" (one shard per rank)" if ctx else "")
         eng_policy = (DataParallelPolicy(policy, ctx, generator=generator, generate_on_main=remote_rollouts)
                       if ctx is not None else generator)
-        built.eng = Engines(eng_policy, pool, optimizer, cfg)
+        built.eng = Engines(eng_policy, pool, optimizer, cfg, reference)
         built.description = desc
         return built
     except BaseException:

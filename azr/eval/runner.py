@@ -120,7 +120,9 @@ def resolve_model(spec: str) -> str:
     from azr.checkpoint import latest_checkpoint
 
     if spec in ("default", ""):
-        return "smollm2"
+        from azr.policy.base import DEFAULT_MODEL
+
+        return DEFAULT_MODEL
     path = Path(spec).expanduser()
     if (path / "checkpoints").is_dir():
         ckpt = latest_checkpoint(path)

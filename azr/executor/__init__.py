@@ -6,6 +6,7 @@ from azr.executor.checkers import (
     call_expr,
     check_abduction_many,
     check_deduction,
+    check_deduction_many,
     check_induction_many,
     parse_args,
     parse_literal,
@@ -16,7 +17,7 @@ from azr.executor.validate import InvalidReason, Validation, static_check, valid
 
 __all__ = [
     "AbductionCheck", "ExecResult", "InductionCheck", "InvalidReason", "Job", "SandboxConfig", "SandboxInfo",
-    "SandboxPool", "Status", "Validation", "call_expr", "check_abduction_many", "check_deduction",
+    "SandboxPool", "Status", "Validation", "call_expr", "check_abduction_many", "check_deduction", "check_deduction_many",
     "check_induction_many", "parse_args", "parse_literal", "static_check", "validate", "validate_many",
     "values_equal",
 ]

@@ -5,8 +5,11 @@ equality is Python ``==`` on the parsed values (SPEC §3). Inputs are argument l
 the CRUXEval way: ``"(1, ), (1, ), (1, 2)"`` is a call with three arguments.
 
 Checkers (SPEC §1 step 4):
-  * deduction: predicted output == gold output, as values (pure, no execution);
-  * abduction: ``f(predicted_input)`` == gold output, executed in the sandbox;
+  * deduction: predicted output == gold output, as values. A literal answer is compared without
+    execution; any other expression (``[1] * 3``) is evaluated in the sandbox *without* the task's
+    program, so ``f(...)`` cannot stand in for the answer, and its value is compared;
+  * abduction: ``f(predicted_input)`` == gold output, executed in the sandbox; the argument list may
+    hold expressions and keyword arguments (``x=[1, 2]``), judged by what the call returns;
   * induction: the predicted program reproduces every held-out output, executed in the sandbox.
 The sandbox-backed checkers take batches, so that one training step is one ``run_many``.
 """
@@ -89,6 +92,28 @@ def values_equal(a: str | None, b: str | None) -> bool:
 def check_deduction(predicted_output: str | None, gold_output: str) -> bool:
     """Deduction: the predicted output equals the gold output as Python values."""
     return values_equal(predicted_output, gold_output)
+
+
+def check_deduction_many(pool: SandboxPool, predicted: Sequence[str | None], gold: Sequence[str]) -> list[bool]:
+    """Deduction for a batch: literals compared directly, other expressions that pass the static ban
+    list evaluated in the sandbox (one ``run_many``), with no program defined; the rest are wrong."""
+    from azr.executor.validate import banned_usage
+
+    verdict = [check_deduction(p, g) for p, g in zip(predicted, gold, strict=True)]
+    runnable = []
+    for i, p in enumerate(predicted):
+        if p is None or verdict[i] or parse_literal(p).ok or len(p) > MAX_LITERAL_CHARS:
+            continue
+        try:
+            tree = ast.parse(p.strip(), mode="eval")
+        except _PARSE_ERRORS:
+            continue
+        if banned_usage(tree) is None:
+            runnable.append(i)
+    results = pool.run_many([Job("", f"({predicted[i].strip()}\n)") for i in runnable]) if runnable else []
+    for i, res in zip(runnable, results):
+        verdict[i] = res.ok and values_equal(res.value, gold[i])
+    return verdict
 
 
 class AbductionCheck(NamedTuple):

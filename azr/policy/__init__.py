@@ -1,6 +1,7 @@
 """The policy backend: the model that proposes and solves tasks, behind the :class:`Policy` interface.
 
-``load_policy("smollm2")`` gives the embedded default on CPU; ``load_policy("tiny")`` a random
+``load_policy("qwen2.5-coder-0.5b")`` (``DEFAULT_MODEL``) gives the embedded default on CPU,
+``load_policy("smollm2")`` a small embedded model for plumbing; ``load_policy("tiny")`` a random
 test model that needs no download. The records and the interface live in :mod:`azr.policy.base`;
 the transformers implementation in :mod:`azr.policy.hf`; model resolution and the GGUF cache in
 :mod:`azr.policy.models`. torch/transformers are imported on first use of those, so importing
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from azr.policy.base import (
+    DEFAULT_MODEL,
     Generation,
     GenerationConfig,
     LogprobMicroBatch,
@@ -46,7 +48,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Generation", "GenerationConfig", "HFPolicy", "LogprobMicroBatch", "LoraSettings", "ModelInfo", "Policy",
+    "DEFAULT_MODEL", "Generation", "GenerationConfig", "HFPolicy", "LogprobMicroBatch", "LoraSettings", "ModelInfo", "Policy",
     "PolicyConfig", "PolicyLoadError", "RoutedPolicy", "TokenLogprobs", "build_tiny", "default_cache_dir", "load_model",
     "load_policy",
 ]

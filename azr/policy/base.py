@@ -41,6 +41,9 @@ if TYPE_CHECKING:  # torch is only needed for annotations here; keep `import azr
 
 DType = Literal["float32", "bfloat16", "float16"]
 
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+"""The embedded model `azr train` and `azr eval --model default` use (registry in :mod:`azr.policy.models`)."""
+
 
 class PolicyLoadError(RuntimeError):
     """A model could not be resolved or loaded. The message says what was tried and how to fix it."""

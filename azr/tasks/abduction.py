@@ -47,7 +47,9 @@ def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | Form
         raise ValueError(f"{len(answers)} answers for {len(tasks)} tasks")
     runnable = [i for i, a in enumerate(answers) if isinstance(a, str)]
     items = [AbductionCheck(tasks[i].program, answers[i], tasks[i].output) for i in runnable]  # type: ignore[arg-type]
-    verdicts = check_abduction_many(pool, items)
+    # Expressions and keyword arguments are judged by running them (as the reference does); the
+    # static ban list still applies to them.
+    verdicts = check_abduction_many(pool, items, literal_only=False)
     out = [False] * len(tasks)
     for i, ok in zip(runnable, verdicts):
         out[i] = ok

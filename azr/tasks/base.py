@@ -8,12 +8,13 @@ that one stage of one step is one ``run_many`` per type.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import random
 from typing import Protocol, Sequence
 
 from azr import prompts
-from azr.executor import SandboxPool, validate_many
+from azr.executor import SandboxPool, parse_args, parse_literal, validate_many
 from azr.records import Candidate, FormatError, Proposal, Task, TaskType
 
 N_INPUTS = 10
@@ -96,3 +97,32 @@ def validate_program_input(
         task = Task(task_type, c.program, c.inputs, (v.output,)) if v.ok else None  # type: ignore[union-attr]
         out[i] = dataclasses.replace(proposals[i], validation=v, task=task)
     return out
+
+
+def is_trivial(task: Task) -> bool:
+    """A task that tests nothing (logged as ``propose/trivial_frac``; kept, as the paper keeps them):
+    every output is None, every output equals its single-argument input, or ``f`` is the identity
+    (one parameter, body ``return <that parameter>``, a docstring aside)."""
+    outs = [parse_literal(o) for o in task.outputs]
+    if all(o.ok and o.value is None for o in outs):
+        return True
+    args = [parse_args(x) for x in task.inputs]
+    try:
+        if all(a.ok and len(a.value) == 1 and o.ok and a.value[0] == o.value for a, o in zip(args, outs)):
+            return True
+    except Exception:  # noqa: BLE001 - `==` on exotic literal values can raise; then it is not an echo
+        pass
+    return _is_identity(task.program)
+
+
+def _is_identity(program: str) -> bool:
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    fs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "f"]
+    if len(fs) != 1 or len(fs[0].args.args) != 1 or fs[0].args.vararg or fs[0].args.kwarg:
+        return False
+    body = [n for n in fs[0].body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    return (len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Name)
+            and body[0].value.id == fs[0].args.args[0].arg)

@@ -1,7 +1,8 @@
 """Deduction: from a program and an input, predict the output (SPEC §1).
 
 The proposer writes ``f`` and an input; the executor supplies the gold output. The solver's
-answer is an output literal, compared with the gold output as Python values (no execution).
+answer is compared with the gold output as Python values: a literal directly, an expression
+after evaluating it in the sandbox without the program (see ``check_deduction_many``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import random
 from typing import Sequence
 
 from azr import parsing, prompts
-from azr.executor import SandboxPool, check_deduction
+from azr.executor import SandboxPool, check_deduction_many
 from azr.records import Candidate, FormatError, Proposal, Task, TaskType
 from azr.tasks import base
 
@@ -42,4 +43,5 @@ def parse_answer(response: str) -> str | FormatError:
 
 def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:
     base.check_type(TYPE, tasks)
-    return [isinstance(a, str) and check_deduction(a, t.output) for t, a in zip(tasks, answers, strict=True)]
+    predicted = [a if isinstance(a, str) else None for a in answers]
+    return check_deduction_many(pool, predicted, [t.output for t in tasks])
