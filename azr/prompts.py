@@ -2,17 +2,21 @@
 
 Prompts are the *user message*; the policy layer applies the model's chat template. They ask
 for ``<think>…</think>`` then ``<answer>…</answer>``, and they show that format by example:
-the embedded SmolLM2-135M only follows it when it sees it (SPEC §6). Propose prompts show the
-K references as complete example answers; solve prompts carry one fixed worked example.
+small models only follow it when they see it (SPEC §6). Propose prompts show the
+K references as complete example answers (deduction and abduction references with their output,
+in the example's header); solve prompts carry one fixed worked example. The proposer is told
+every rule validation enforces, the banned names read from validation's own lists.
 
 Every program, input, output and message is rendered by the same ``render_*`` functions in
-every prompt, so a reference looks exactly like the answer it asks for. Prompts are short on
-purpose: on CPU every prompt token costs generation time.
+every prompt, so a reference looks exactly like the answer it asks for. Prompts are kept short:
+on CPU every prompt token costs time.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
+
+from azr.executor.validate import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
 
 FENCE = "```"
 
@@ -22,34 +26,52 @@ OUTPUT_BLOCK = FENCE + "output\n{}\n" + FENCE
 MESSAGE_BLOCK = FENCE + "message\n{}\n" + FENCE
 ANSWER = "<answer>\n{}\n</answer>"
 EXAMPLE_HEADER = "Example {}:"
+EXAMPLE_WITH_OUTPUT_HEADER = "Example {} (f returns {}):"
 
 FORMAT_LINE = (
     "First think inside <think> </think>, then give your answer inside <answer> </answer>, "
     "exactly as in the example{s}."
 )
 
+# Every rule validation enforces (azr/executor/validate.py), stated to the proposer; the banned
+# names come from the one list validation uses, so the two cannot drift apart.
 RULES = (
-    "Rules: define exactly one function `f` (helpers go inside it); it must be deterministic; "
-    "no imports of random, time, os or sys; no files, printing or network. "
-    "The input is the arguments of `f`: Python literals separated by commas."
+    "Rules (a task that breaks one is rejected):\n"
+    "- Define exactly one top-level function, `f`; helper functions go inside `f`, imports at the top. "
+    "Give `f` at least one parameter and make it return a value.\n"
+    "- Deterministic: the same input always gives the same output. No randomness, dates or times, printing, "
+    "files, network, or anything that depends on object ids or on the order of a set of strings.\n"
+    "- Do not use the modules " + ", ".join(sorted(BANNED_MODULES)) + "; the names "
+    + ", ".join(sorted(BANNED_NAMES)) + "; or the attributes " + ", ".join(sorted(BANNED_ATTRIBUTES)) + ".\n"
+    "- It must finish in a few seconds, and its output must be a Python literal (numbers, strings, lists, "
+    "tuples, dicts, sets, booleans, None).\n"
+    "- The input is the arguments of `f`: Python literals separated by commas, strings quoted. Do not write "
+    "the input into the code."
+)
+
+CRITERIA = (
+    "A good task runs, is hard (it needs several steps of reasoning: loops, data structures, recursion, "
+    "string or arithmetic manipulation) and is different from the examples. Plan it, then write it."
 )
 
 DEDUCTION_PROPOSE = (
     "Write a new Python function `f` and an input for it. The puzzle: predict the output of `f` "
-    "from its code and the input. Make it different from the examples and not trivial.\n"
+    "from its code and the input. {criteria}\n"
     "{rules}\n\n{examples}\n\nNow write a new one. {format_line}"
 )
 
 ABDUCTION_PROPOSE = (
     "Write a new Python function `f` and an input for it. The puzzle: from the code of `f` and "
-    "its output, find an input that produces it. Make it different from the examples and not trivial.\n"
+    "its output, find an input that produces it. {criteria}\n"
     "{rules}\n\n{examples}\n\nNow write a new one. {format_line}"
 )
 
 INDUCTION_PROPOSE = (
     "Write {n} different inputs for the function `f` below, and a message that says what `f` does. "
     "The puzzle: from the message and half of the inputs with their outputs, write `f`. "
-    "Each input is the arguments of `f` (Python literals separated by commas) in its own input block.\n\n"
+    "Each input is the arguments of `f` (Python literals separated by commas) in its own input block. "
+    "Good inputs cover what `f` can take and give varied outputs; a good message helps without giving "
+    "the code away.\n\n"
     "{examples}\n\nNow this one:\n{program}\n\n{format_line}"
 )
 
@@ -107,8 +129,12 @@ def render_pairs(pairs: Sequence[tuple[str, str]]) -> str:
     return "\n".join(f"{render_input(i)}\n{render_output(o)}" for i, o in pairs)
 
 
-def render_examples(examples: Sequence[str]) -> str:
-    return "\n\n".join(f"{EXAMPLE_HEADER.format(k + 1)}\n{e}" for k, e in enumerate(examples))
+def render_examples(examples: Sequence[str], outputs: Sequence[str] | None = None) -> str:
+    """Numbered examples; with `outputs`, each header also says what f returns (the references of
+    deduction and abduction prompts are program + input + output, as in the paper)."""
+    heads = ([EXAMPLE_WITH_OUTPUT_HEADER.format(k + 1, o) for k, o in enumerate(outputs)] if outputs is not None
+             else [EXAMPLE_HEADER.format(k + 1) for k in range(len(examples))])
+    return "\n\n".join(f"{h}\n{e}" for h, e in zip(heads, examples, strict=True))
 
 
 def format_line(n_examples: int) -> str:

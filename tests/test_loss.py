@@ -154,3 +154,23 @@ def test_extreme_ratios_stay_finite():
         loss, stats = ppo_clip_loss(lp, old, torch.tensor([a]), torch.ones(1, 2))
         loss.backward()
         assert torch.isfinite(loss) and torch.isfinite(lp.grad).all() and math.isfinite(stats.approx_kl)
+
+
+def test_asymmetric_upper_clip_by_hand():
+    # ρ = 1.25, A = +1: the symmetric range (ε = 0.2) clips at 1.2 -> L = −1.2, clipped; the
+    # reference master's upper bound 1 + 0.28 = 1.28 leaves it -> L = −1.25, not clipped.
+    # ρ = 0.7, A = −1: the lower bound 0.8 applies in both -> L = −min(−0.7, −0.8) = 0.8, clipped.
+    ratio = torch.tensor([[1.25, 0.7]], dtype=torch.float64)
+    adv = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    sym, sym_clipped = clipped_surrogate(ratio, adv, 0.2)
+    asym, asym_clipped = clipped_surrogate(ratio, adv, 0.2, 0.28)
+    assert sym[0].tolist() == pytest.approx([-1.2, 0.8])
+    assert asym[0].tolist() == pytest.approx([-1.25, 0.8])
+    assert sym_clipped.tolist() == [[True, True]] and asym_clipped.tolist() == [[False, True]]
+    lp = torch.log(ratio).requires_grad_()
+    loss, stats = ppo_clip_loss(lp, torch.zeros(1, 2, dtype=torch.float64), torch.tensor([[1.0, -1.0]]),
+                                torch.ones(1, 2), clip_eps=0.2, clip_eps_high=0.28)
+    assert float(loss) == pytest.approx((-1.25 + 0.8) / 2)
+    assert stats.clip_fraction == pytest.approx(0.5)
+    loss.backward()  # the unclipped token's gradient is −A·ρ / N = −1.25 / 2; the clipped one has none
+    assert lp.grad[0].tolist() == pytest.approx([-0.625, 0.0])

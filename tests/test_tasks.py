@@ -264,3 +264,15 @@ def test_answer_scoring_matches_the_reference(sandbox, mod, task, response, rewa
     fmt_ok = not isinstance(answer, FormatError)
     [correct] = mod.check(sandbox, [task], [answer])
     assert solve_reward(fmt_ok, correct) == reward
+
+
+def test_propose_prompts_state_every_validation_rule_and_each_reference_output():
+    from azr.executor.validate import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
+
+    refs = [Task(TaskType.DEDUCTION, f"def f(x):\n    return x * {k}", (str(k),), (str(k * k),)) for k in (3, 5)]
+    for mod in (deduction, abduction):
+        p = mod.propose_prompt([Task(mod.TYPE, r.program, r.inputs, r.outputs) for r in refs])
+        for name in BANNED_MODULES | BANNED_NAMES | BANNED_ATTRIBUTES:
+            assert re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", p), name
+        assert "Example 1 (f returns 9):" in p and "Example 2 (f returns 25):" in p
+        assert "deterministic" in p.lower() and "literal" in p and "hard" in p and "different from the examples" in p

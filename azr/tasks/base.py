@@ -69,7 +69,9 @@ def program_input_propose_prompt(template: str, references: Sequence[Task]) -> s
     require_references(references)
     examples = [program_input_answer(t.program, t.input) for t in references]
     return template.format(
-        rules=prompts.RULES, examples=prompts.render_examples(examples), format_line=prompts.format_line(len(examples))
+        rules=prompts.RULES, criteria=prompts.CRITERIA,
+        examples=prompts.render_examples(examples, [t.output for t in references]),
+        format_line=prompts.format_line(len(examples))
     )
 
 
