@@ -145,3 +145,40 @@ def test_sample_programs_from_deduction_and_abduction_buffers():
     assert got == sample_programs([d, a], 200, random.Random(0))
     with pytest.raises(ValueError):
         sample_programs([TaskBuffer(TaskType.DEDUCTION)], 1, random.Random(0))
+
+
+TRIVIAL = [
+    (Task(TaskType.DEDUCTION, "def f(x):\n    print(x)", ("1",), ("None",)), True),          # returns None
+    (Task(TaskType.DEDUCTION, "def f(x):\n    return sorted(x)", ("[1, 2]",), ("[1, 2]",)), True),  # echoes its input
+    (Task(TaskType.DEDUCTION, ID, ("'abc'",), ("'abc'",)), True),                          # the identity
+    (Task(TaskType.DEDUCTION, 'def f(s):\n    """Doc."""\n    return s', ("3",), ("3",)), True),
+    (Task(TaskType.DEDUCTION, "def f(x):\n    return sorted(x)", ("[2, 1]",), ("[1, 2]",)), False),
+    (Task(TaskType.DEDUCTION, "def f(a, b):\n    return a", ("1, 2",), ("1",)), False),   # two arguments
+    (Task(TaskType.INDUCTION, "def f(x):\n    return abs(x)", ("1", "2", "-3", "4"), ("1", "2", "3", "4"),
+          message="m", visible=(0, 1), held_out=(2, 3)), False),                           # one pair differs
+    (Task(TaskType.INDUCTION, "def f(x):\n    return abs(x)", ("1", "2", "3", "4"), ("1", "2", "3", "4"),
+          message="m", visible=(0, 1), held_out=(2, 3)), True),                            # echoes every input
+]
+
+
+@pytest.mark.parametrize("task,trivial", TRIVIAL)
+def test_is_trivial(task, trivial):
+    from azr.tasks.base import is_trivial
+
+    assert is_trivial(task) is trivial
+
+
+def test_grow_buffers_counts_duplicates_and_trivial_proposals():
+    from azr.records import Proposal
+    from azr.selfplay import SelfPlayState, grow_buffers_stage
+
+    state = SelfPlayState(step=0, buffers={t: TaskBuffer.seeded(t, n_inputs=4) for t in TaskType},
+                          rng=random.Random(0), np_rng=None)
+    seed = state.buffers[TaskType.DEDUCTION].tasks[0]
+    new = ded(1)
+    props = [Proposal(TaskType.DEDUCTION, "p", "r", None, (), task=t) for t in (seed, new, new, ded(2))]
+    props.append(Proposal(TaskType.ABDUCTION, "p", "r", None, ()))  # invalid: no task, not counted
+    m = grow_buffers_stage(state, props)
+    # 4 valid: the seed copy and the second `new` are duplicates -> 2/4; only the seed copy is trivial -> 1/4
+    assert m["propose/duplicate_frac"] == 0.5 and m["propose/trivial_frac"] == 0.25
+    assert m["buffer/deduction/added"] == 2 and len(state.buffers[TaskType.DEDUCTION]) == 3

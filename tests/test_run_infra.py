@@ -40,6 +40,27 @@ def test_bad_config_errors_say_how_to_fix(change, msg):
         C.finalize(cfg)
 
 
+@pytest.mark.parametrize("optim,msg", [
+    ({"mini_batches": 0}, "mini_batches must be >= 1"),
+    ({"clip_eps_high": 0.0}, "clip_eps_high must be > 0"),
+    ({"kl_coef": -0.1}, "kl_coef"),
+])
+def test_bad_optim_config_errors(optim, msg):
+    import dataclasses
+
+    cfg = C.cpu()
+    with pytest.raises(ValueError, match=msg):
+        C.finalize(dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim)))
+
+
+def test_paper_preset_matches_the_reference_update():
+    op = C.paper().optim
+    # 64 per type and role x 6 groups = 384 responses, mini-batch 128 -> 3 optimizer steps; clip 0.2 / 0.28
+    assert C.paper().selfplay.batch_size * 6 / op.mini_batches == 128
+    assert (op.clip_eps, op.clip_eps_high, op.kl_coef) == (0.2, 0.28, 0.0)
+    assert C.paper().rollout.propose_prefix == C.paper().rollout.solve_prefix == ""  # the <think> format
+
+
 def test_response_prefixes_typed_with_backslash_n_become_newlines():
     import dataclasses
 

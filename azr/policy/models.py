@@ -33,6 +33,7 @@ fix it, raised ``from None`` so the CLI can print one readable message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -246,10 +247,10 @@ def assemble_split_gguf(name: str, emb: SplitGGUF, cache_root: Path) -> Path:
             f"the embedded model {name!r}: its parts add up to {total} bytes, expected {emb.size} "
             f"(a part is truncated or from another version).\n{_split_fix(emb)}"
         )
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     digest = hashlib.sha256()
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as out:
             for part in parts:
                 with open(part, "rb") as src:
@@ -270,7 +271,8 @@ def assemble_split_gguf(name: str, emb: SplitGGUF, cache_root: Path) -> Path:
             f"Fix: free {emb.size / 2**20:.0f} MiB there, or point {CACHE_ENV} at a writable directory with room."
         ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return final
 
 
