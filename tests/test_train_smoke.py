@@ -180,3 +180,14 @@ def test_eval_every_logs_pass_at_1_and_report_plots_it(tmp_path):
     assert sorted(p.name for p in (run_dir / "eval").glob("*.json")) == ["step_000000.json", "step_000001.json"]
     write_report(run_dir)
     assert (run_dir / "report" / "evaluation_pass_1.png").exists()
+
+
+def test_kl_coef_trains_against_a_frozen_reference_and_mini_batches_step_more_than_once(tmp_path):
+    cfg = tiny(tmp_path, 2)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, kl_coef=0.5, mini_batches=2))
+    rows = read_metrics(train(cfg))
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["update/optimizer_steps"] == 2 for r in rows)
+    # The second mini-batch of step 1 already runs on moved weights: a reference that followed the
+    # policy (not frozen) would keep the KL at 0.
+    assert all(math.isfinite(r["update/kl_ref"]) and r["update/kl_ref"] > 1e-6 for r in rows)
