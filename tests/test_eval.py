@@ -184,7 +184,7 @@ def test_resolve_data_named_and_bare_paths():
 
 
 def test_resolve_model_maps_runs_and_checkpoints(tmp_path):
-    assert resolve_model("default") == "smollm2"
+    assert resolve_model("default") == "qwen2.5-coder-0.5b"
     assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     step = tmp_path / "run" / "checkpoints" / "step_000002"
     (step / "model").mkdir(parents=True)
