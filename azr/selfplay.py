@@ -323,6 +323,10 @@ def step_metrics(batch: StepBatch, gens: Sequence[Generation], state: SelfPlaySt
     props = batch.proposals
     if props:
         m["propose/valid_frac"] = fmean(p.valid for p in props)
+        for ttype in TASK_TYPES:
+            mine = [p.valid for p in props if p.type is ttype]
+            if mine:
+                m[f"propose/{ttype}/valid_frac"] = fmean(mine)
         m["propose/format_ok_frac"] = fmean(p.format_ok for p in props)
         reasons = Counter(str(p.validation.reason) for p in props if p.validation is not None and not p.validation.ok)
         for reason, count in reasons.items():
