@@ -55,6 +55,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from azr.policy import slots
 from azr.policy.base import (
     Generation,
     GenerationConfig,
@@ -183,6 +184,12 @@ class HFPolicy:
         # The module grad-enabled scoring runs through: a DDP wrapper of self.model under data
         # parallelism (so backward all-reduces the gradients), else the model itself.
         self._train_forward: torch.nn.Module | None = None
+        # Rollout engine: "slots" (continuous batching + shared-prefix prefill, azr.policy.slots) for the
+        # architectures it supports, else "padded" (one left-padded batch at a time, below). Benchmarks and
+        # tests flip these to compare the two on the same weights.
+        self.engine: str = "slots"
+        self.share_prefixes: bool = True
+        self.last_generate_stats = slots.SlotStats()
 
     # ------------------------------------------------------------------ basic accessors
 
@@ -309,20 +316,27 @@ class HFPolicy:
         # seed=None follows torch's global RNG, so torch.manual_seed in the trainer still governs runs.
         rng.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
 
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        results: list[Generation | None] = [None] * len(prompts)
-        for start in range(0, len(order), cfg.batch_size):
-            chunk = order[start : start + cfg.batch_size]
-            outs = self._decode_batch(gen_model, [encoded[i] for i in chunk], cfg, rng)
-            for i, (resp, finished) in zip(chunk, outs):
-                results[i] = Generation(
-                    prompt=prompts[i],
-                    prompt_ids=encoded[i],
-                    response_ids=resp,
-                    response=cfg.response_prefix + self.decode(resp),
-                    finished=finished,
+        self.last_generate_stats = slots.SlotStats()
+        if self.engine == "slots" and slots.supports(gen_model):
+            with torch.inference_mode():
+                outs = slots.generate_slots(
+                    gen_model, encoded, max_new_tokens=cfg.max_new_tokens, slots=cfg.batch_size,
+                    eos_ids=self._eos_ids, sample=lambda logits: _sample(logits, cfg, rng), cache_arg=self._cache_arg,
+                    has_logits_to_keep=self._has_logits_to_keep, dtype=next(gen_model.parameters()).dtype,
+                    device=self._device, share_prefixes=self.share_prefixes, stats=self.last_generate_stats,
                 )
-        return results  # type: ignore[return-value]
+        else:
+            outs = [None] * len(prompts)
+            order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+            for start in range(0, len(order), cfg.batch_size):
+                chunk = order[start : start + cfg.batch_size]
+                for i, o in zip(chunk, self._decode_batch(gen_model, [encoded[i] for i in chunk], cfg, rng)):
+                    outs[i] = o
+        return [
+            Generation(prompt=p, prompt_ids=ids, response_ids=resp, response=cfg.response_prefix + self.decode(resp),
+                       finished=finished)
+            for p, ids, (resp, finished) in zip(prompts, encoded, outs)
+        ]
 
     def _left_pad(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s) for s in seqs)
