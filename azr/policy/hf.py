@@ -48,7 +48,7 @@ import copy
 import inspect
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,31 @@ def torch_dtype(name: str) -> torch.dtype:
         return _DTYPES[name]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}") from None
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls are native (fast) on `device`: any CUDA GPU with bf16 support; on CPU,
+    AMX or AVX512-BF16 (read from ``/proc/cpuinfo``; elsewhere, what oneDNN reports). Without them
+    oneDNN emulates bf16 and a bf16 matmul is several times slower than the same one in fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtypes(config: PolicyConfig, device: torch.device) -> PolicyConfig:
+    """`config` with ``"auto"`` dtypes replaced by what this device runs fastest (see PolicyConfig)."""
+    if config.param_dtype == "auto":
+        raise ValueError('param_dtype cannot be "auto": name the dtype of the trained weights')
+    bf16 = fast_bf16(device) if "auto" in (config.gen_dtype, config.train_autocast) else False
+    gen = ("bfloat16" if bf16 else "float32") if config.gen_dtype == "auto" else config.gen_dtype
+    autocast = ("bfloat16" if bf16 else None) if config.train_autocast == "auto" else config.train_autocast
+    return replace(config, gen_dtype=gen, train_autocast=autocast)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -156,10 +181,10 @@ class HFPolicy:
         config: PolicyConfig | None = None,
         info: ModelInfo | None = None,
     ) -> None:
-        self.config = config or PolicyConfig()
         self.info = info
         self.tokenizer = tokenizer
-        self._device = resolve_device(self.config.device)
+        self._device = resolve_device((config or PolicyConfig()).device)
+        self.config = resolve_dtypes(config or PolicyConfig(), self._device)
         self._param_dtype = torch_dtype(self.config.param_dtype)
         self._gen_dtype = torch_dtype(self.config.gen_dtype)
         self._autocast = torch_dtype(self.config.train_autocast) if self.config.train_autocast else None

@@ -194,6 +194,10 @@ class SlotStats:
     """Rows summed over decode forwards (= generated tokens that needed a forward)."""
     decode_s: float = 0.0
     generated_tokens: int = 0
+    admissions: int = 0
+    """Prefill rounds that seated waiting prompts (more than one: freed slots were refilled)."""
+    moves: int = 0
+    """Live rows moved into a finished row's slot."""
 
 
 def _forward(model: torch.nn.Module, cache: SlotCache, rows: slice, seqs: Sequence[Sequence[int]],
@@ -305,6 +309,7 @@ def generate_slots(
         holes = [i for i in range(new_b) if done[i]]
         tails = [i for i in range(new_b, b) if not done[i]]
         cache.move(tails, holes, max((row_len[i] for i in tails), default=0))
+        stats.moves += len(tails)
         for h, t in zip(holes, tails):
             row_req[h], row_len[h], pending[h] = row_req[t], row_len[t], pending[t]
         del row_req[new_b:], row_len[new_b:], pending[new_b:]
@@ -315,6 +320,7 @@ def generate_slots(
         # never leave the batch idle: admit when it is empty or a good share of slots is free.
         if queue and free > 0 and (not row_req or free >= max(1, slots // 8) or len(queue) <= free):
             new = [queue.pop() for _ in range(min(free, len(queue)))]
+            stats.admissions += 1
             first = len(row_req)
             for k, r in enumerate(new):
                 if plan.group[r] >= 0:
