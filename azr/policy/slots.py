@@ -189,10 +189,16 @@ class SlotStats:
     prefill_tokens: int = 0
     """Prompt tokens actually encoded (prefix store + per-row suffixes)."""
     prefill_s: float = 0.0
+    prefill_rows: int = 0
+    """Rows of all prefill forwards (each computes logits at its last token)."""
+    prefill_ctx: float = 0.0
+    """Σ over encoded prompt tokens of the context each attends to (for attention FLOPs)."""
     decode_steps: int = 0
     decode_tokens: int = 0
     """Rows summed over decode forwards (= generated tokens that needed a forward)."""
     decode_s: float = 0.0
+    decode_ctx: float = 0.0
+    """Σ over decoded tokens of the context each attends to."""
     generated_tokens: int = 0
     admissions: int = 0
     """Prefill rounds that seated waiting prompts (more than one: freed slots were refilled)."""
@@ -269,6 +275,8 @@ def generate_slots(
                                 has_logits_to_keep))
             i = j
         stats.prefill_tokens += sum(len(s) for s in seqs)
+        stats.prefill_rows += len(seqs)
+        stats.prefill_ctx += sum(len(s) * off + len(s) * (len(s) + 1) / 2 for s, off in zip(seqs, offsets))
         stats.prefill_s += time.perf_counter() - t0
         return torch.cat(out)  # (rows, V)
 
@@ -340,6 +348,7 @@ def generate_slots(
                           has_logits_to_keep)  # (b, V)
         stats.decode_steps += 1
         stats.decode_tokens += b
+        stats.decode_ctx += sum(row_len) + b
         done = take(sample(logits.float()), row_req)
         row_len[:] = [x + 1 for x in row_len]
         pending[:] = [out[r][-1] for r in row_req]
