@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # torch is only needed for annotations here; keep `import azr
     import torch
 
 DType = Literal["float32", "bfloat16", "float16"]
+AutoDType = Literal["auto", "float32", "bfloat16", "float16"]
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 """The embedded model `azr train` and `azr eval --model default` use (registry in :mod:`azr.policy.models`)."""
@@ -160,13 +161,17 @@ class PolicyConfig:
     """``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"`` (CUDA when available, else CPU)."""
     param_dtype: DType = "float32"
     """Dtype of the trained (master) weights. fp32 keeps AdamW updates at lr 1e-6 meaningful."""
-    gen_dtype: DType = "bfloat16"
+    gen_dtype: AutoDType = "auto"
     """Dtype used for rollouts. When it differs from ``param_dtype`` the policy keeps a cast copy of
-    the weights for generation and refreshes it automatically after the weights change (bf16
-    generation is ~1.6-2x fp32 on CPU, see SPEC §6)."""
-    train_autocast: DType | None = "bfloat16"
-    """Autocast dtype for the scoring/training forward (None: run in ``param_dtype``). bf16 autocast
-    with fp32 weights is ~1.7x faster than plain fp32 on CPU (SPEC §6). Log-softmax is always fp32."""
+    the weights for generation and refreshes it automatically after the weights change. ``"auto"``:
+    bfloat16 on CUDA and on CPUs with native bf16 matmuls (AMX or AVX512-BF16; there bf16 runs ~2-4x
+    fp32), float32 on other CPUs, where bf16 matmuls are emulated and 4-300x *slower* than fp32
+    (measured on an AVX2-only EPYC, ``benchmarks/README.md``). The policy's ``config`` holds the
+    resolved name."""
+    train_autocast: AutoDType | None = "auto"
+    """Autocast dtype for the scoring/training forward (None: run in ``param_dtype``). ``"auto"``:
+    bfloat16 where ``gen_dtype="auto"`` would pick it, else None. bf16 autocast with fp32 weights is
+    ~1.7x faster than plain fp32 on a bf16-capable CPU (SPEC §6). Log-softmax is always fp32."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward: less memory for long sequences, ~30% slower."""
     lora: LoraSettings | None = None

@@ -48,13 +48,14 @@ import copy
 import inspect
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from azr.policy import slots
 from azr.policy.base import (
     Generation,
     GenerationConfig,
@@ -74,6 +75,31 @@ def torch_dtype(name: str) -> torch.dtype:
         return _DTYPES[name]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}") from None
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls are native (fast) on `device`: any CUDA GPU with bf16 support; on CPU,
+    AMX or AVX512-BF16 (read from ``/proc/cpuinfo``; elsewhere, what oneDNN reports). Without them
+    oneDNN emulates bf16 and a bf16 matmul is several times slower than the same one in fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtypes(config: PolicyConfig, device: torch.device) -> PolicyConfig:
+    """`config` with ``"auto"`` dtypes replaced by what this device runs fastest (see PolicyConfig)."""
+    if config.param_dtype == "auto":
+        raise ValueError('param_dtype cannot be "auto": name the dtype of the trained weights')
+    bf16 = fast_bf16(device) if "auto" in (config.gen_dtype, config.train_autocast) else False
+    gen = ("bfloat16" if bf16 else "float32") if config.gen_dtype == "auto" else config.gen_dtype
+    autocast = ("bfloat16" if bf16 else None) if config.train_autocast == "auto" else config.train_autocast
+    return replace(config, gen_dtype=gen, train_autocast=autocast)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -155,10 +181,10 @@ class HFPolicy:
         config: PolicyConfig | None = None,
         info: ModelInfo | None = None,
     ) -> None:
-        self.config = config or PolicyConfig()
         self.info = info
         self.tokenizer = tokenizer
-        self._device = resolve_device(self.config.device)
+        self._device = resolve_device((config or PolicyConfig()).device)
+        self.config = resolve_dtypes(config or PolicyConfig(), self._device)
         self._param_dtype = torch_dtype(self.config.param_dtype)
         self._gen_dtype = torch_dtype(self.config.gen_dtype)
         self._autocast = torch_dtype(self.config.train_autocast) if self.config.train_autocast else None
@@ -183,6 +209,12 @@ class HFPolicy:
         # The module grad-enabled scoring runs through: a DDP wrapper of self.model under data
         # parallelism (so backward all-reduces the gradients), else the model itself.
         self._train_forward: torch.nn.Module | None = None
+        # Rollout engine: "slots" (continuous batching + shared-prefix prefill, azr.policy.slots) for the
+        # architectures it supports, else "padded" (one left-padded batch at a time, below). Benchmarks and
+        # tests flip these to compare the two on the same weights.
+        self.engine: str = "slots"
+        self.share_prefixes: bool = True
+        self.last_generate_stats = slots.SlotStats()
 
     # ------------------------------------------------------------------ basic accessors
 
@@ -309,20 +341,27 @@ class HFPolicy:
         # seed=None follows torch's global RNG, so torch.manual_seed in the trainer still governs runs.
         rng.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
 
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        results: list[Generation | None] = [None] * len(prompts)
-        for start in range(0, len(order), cfg.batch_size):
-            chunk = order[start : start + cfg.batch_size]
-            outs = self._decode_batch(gen_model, [encoded[i] for i in chunk], cfg, rng)
-            for i, (resp, finished) in zip(chunk, outs):
-                results[i] = Generation(
-                    prompt=prompts[i],
-                    prompt_ids=encoded[i],
-                    response_ids=resp,
-                    response=cfg.response_prefix + self.decode(resp),
-                    finished=finished,
+        self.last_generate_stats = slots.SlotStats()
+        if self.engine == "slots" and slots.supports(gen_model):
+            with torch.inference_mode():
+                outs = slots.generate_slots(
+                    gen_model, encoded, max_new_tokens=cfg.max_new_tokens, slots=cfg.batch_size,
+                    eos_ids=self._eos_ids, sample=lambda logits: _sample(logits, cfg, rng), cache_arg=self._cache_arg,
+                    has_logits_to_keep=self._has_logits_to_keep, dtype=next(gen_model.parameters()).dtype,
+                    device=self._device, share_prefixes=self.share_prefixes, stats=self.last_generate_stats,
                 )
-        return results  # type: ignore[return-value]
+        else:
+            outs = [None] * len(prompts)
+            order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+            for start in range(0, len(order), cfg.batch_size):
+                chunk = order[start : start + cfg.batch_size]
+                for i, o in zip(chunk, self._decode_batch(gen_model, [encoded[i] for i in chunk], cfg, rng)):
+                    outs[i] = o
+        return [
+            Generation(prompt=p, prompt_ids=ids, response_ids=resp, response=cfg.response_prefix + self.decode(resp),
+                       finished=finished)
+            for p, ids, (resp, finished) in zip(prompts, encoded, outs)
+        ]
 
     def _left_pad(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s) for s in seqs)
