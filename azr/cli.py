@@ -1,6 +1,6 @@
 """The `azr` command line: `azr train`, `azr report`, `azr eval`.
 
-    azr train [--preset cpu|tiny-test|paper] [--run.steps 3] [--model.name ...] ...
+    azr train [--preset cpu|quick|tiny-test|paper] [--run.steps 3] [--model.name ...] ...
     azr train --ray [--ray-address auto] ...           executor and rollouts in Ray actors (README "Scaling out")
     torchrun --nproc-per-node N -m azr.cli train ...   data-parallel learner over N processes (GPUs)
     azr report RUN_DIR                                 curves + HTML page in RUN_DIR/report

@@ -5,6 +5,7 @@ the whole config, with errors that say how to fix them. Presets:
 
 * ``cpu``       — the default: the embedded SmolLM2-135M-Instruct, sized for minutes per step on
                   2 CPU cores (our values; SPEC §1 gives the GPU reference).
+* ``quick``     — the README's main job: the cpu recipe scaled down to finish in minutes.
 * ``tiny-test`` — a tiny random model built in code; seconds per step; for tests.
 * ``paper``     — the reference defaults of SPEC §1 (B=64, n=8, K=6, N=10, lr 1e-6, 10 s timeout).
 """
@@ -269,6 +270,18 @@ def cpu() -> TrainConfig:
     )
 
 
+def quick() -> TrainConfig:
+    """The README's main job: the `cpu` recipe scaled down so that seeding plus 3 steps on the embedded Qwen
+    finish in minutes on 2 cores (B=4, n=2, seeding stops at 4 tasks per type or 8 generations per type). Enough to
+    see valid proposals, growing buffers and all six groups train; too short to measure learning."""
+    base = cpu()
+    return dataclasses.replace(
+        base,
+        selfplay=dataclasses.replace(base.selfplay, batch_size=4, n_mc=2, seed_factor=1, seed_max_tries=8),
+        run=dataclasses.replace(base.run, name="azr-quick", steps=3),
+    )
+
+
 def tiny_test() -> TrainConfig:
     """A random tiny model: every stage runs in seconds. Rewards are meaningless; plumbing is not."""
     return TrainConfig(
@@ -299,7 +312,7 @@ def paper() -> TrainConfig:
     )
 
 
-PRESETS = {"cpu": cpu, "tiny-test": tiny_test, "paper": paper}
+PRESETS = {"cpu": cpu, "quick": quick, "tiny-test": tiny_test, "paper": paper}
 
 
 def finalize(cfg: TrainConfig) -> TrainConfig:
