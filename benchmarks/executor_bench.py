@@ -5,7 +5,7 @@ Validation = static checks + two runs of `f(input)` (the determinism check) + li
   * naive: one fresh ``subprocess.run([sys.executable, "-c", ...])`` per execution, two per
            task, sequential, no isolation at all (on the first --naive-limit rows: it is slow).
 
-    python benchmarks/executor_bench.py --data ../shared/benchmarks/cruxeval.jsonl
+    python benchmarks/executor_bench.py [--data CRUXEVAL.jsonl]
 
 The last line is ``reproduced=<n>/<N> pool_tasks_per_s=<x> naive_tasks_per_s=<y> speedup=<x/y>``.
 """
@@ -13,15 +13,16 @@ The last line is ``reproduced=<n>/<N> pool_tasks_per_s=<x> naive_tasks_per_s=<y>
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from azr.eval.cruxeval import SHIPPED_DATA
+from azr.eval.suite import read_rows
 from azr.executor import SandboxConfig, SandboxPool, call_expr, validate_many, values_equal
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "cruxeval.jsonl"
+DEFAULT_DATA = SHIPPED_DATA  # $AZR_CRUXEVAL is for azr eval; a benchmark names its data with --data
 
 
 def naive_validate(code: str, inp: str, timeout: float) -> str | None:
@@ -41,14 +42,15 @@ def naive_validate(code: str, inp: str, timeout: float) -> str | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CRUXEval jsonl")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help="CRUXEval jsonl (default: the rows shipped with azr)")
     ap.add_argument("--workers", type=int, default=0, help="pool workers (0 = one per core)")
     ap.add_argument("--naive-limit", type=int, default=200, help="rows for the (slow) naive baseline")
     ap.add_argument("--repeats", type=int, default=3, help="pool passes over the data; the best is reported")
     args = ap.parse_args()
     if not args.data.exists():
-        sys.exit(f"data not found: {args.data} (pass --data ../shared/benchmarks/cruxeval.jsonl)")
-    rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
+        sys.exit(f"data not found: {args.data} (pass --data PATH of a CRUXEval jsonl; default: the shipped rows)")
+    rows = read_rows(args.data)
     tasks = [(r["code"], r["input"]) for r in rows]
 
     with SandboxPool(SandboxConfig(workers=args.workers)) as pool:
