@@ -18,6 +18,10 @@ from typing import Literal
 from azr.executor import SandboxConfig
 
 
+class ConfigError(ValueError):
+    """A bad config value or flag combination; the message says how to fix it. `azr` exits with 2 (usage)."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "smollm2"
@@ -175,7 +179,7 @@ class EvalCommand:
 
 
 def finalize_eval(cfg: EvalConfig) -> EvalConfig:
-    """Check an EvalConfig; raise ValueError with a fix for the first problem found."""
+    """Check an EvalConfig; raise ConfigError with a fix for the first problem found."""
     from azr.eval import SUITES
 
     checks = [
@@ -191,7 +195,7 @@ def finalize_eval(cfg: EvalConfig) -> EvalConfig:
     ]
     for ok, msg in checks:
         if not ok:
-            raise ValueError(f"bad eval config: {msg}")
+            raise ConfigError(f"bad eval config: {msg}")
     return dataclasses.replace(cfg, response_prefix=unescape(cfg.response_prefix))
 
 
@@ -294,7 +298,7 @@ PRESETS = {"cpu": cpu, "tiny-test": tiny_test, "paper": paper}
 
 
 def finalize(cfg: TrainConfig) -> TrainConfig:
-    """Check the whole config; raise ValueError with a fix for the first problem found."""
+    """Check the whole config; raise ConfigError with a fix for the first problem found."""
     sp, ro, op, run = cfg.selfplay, cfg.rollout, cfg.optim, cfg.run
     checks = [
         (sp.batch_size >= 1, "selfplay.batch_size must be >= 1 (try --selfplay.batch-size 4)"),
@@ -327,7 +331,7 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
     ]
     for ok, msg in checks:
         if not ok:
-            raise ValueError(f"bad config: {msg}")
+            raise ConfigError(f"bad config: {msg}")
     cfg = dataclasses.replace(cfg, rollout=dataclasses.replace(ro, propose_prefix=unescape(ro.propose_prefix),
                                                                solve_prefix=unescape(ro.solve_prefix)),
                               eval=dataclasses.replace(cfg.eval, response_prefix=unescape(cfg.eval.response_prefix)))
@@ -337,7 +341,7 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError("bad config: model.device is cuda but no CUDA GPU is visible; use --model.device cpu")
+            raise ConfigError("bad config: model.device is cuda but no CUDA GPU is visible; use --model.device cpu")
     return cfg
 
 

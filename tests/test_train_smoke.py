@@ -104,7 +104,7 @@ def test_resume_continues_at_step_3_with_identical_buffers(two_steps):
 
 def test_no_resume_refuses_existing_run(two_steps):
     tmp, _ = two_steps
-    with pytest.raises(SystemExit, match="already holds a run"):
+    with pytest.raises(C.ConfigError, match="already holds a run"):
         setup(tiny(tmp, 3, resume=False))
 
 

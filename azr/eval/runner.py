@@ -213,12 +213,17 @@ def report_from_dict(d: dict) -> EvalReport:
 
 
 def write_report(report: EvalReport, path: str | Path) -> Path:
-    """Write the report as JSON atomically (a crash leaves the old file or none, never half)."""
+    """Write the report as JSON atomically (a crash or a full disk leaves the old file or none, never half)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report_to_dict(report), indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(report_to_dict(report), indent=1))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)  # no half-written file left behind; the old report is untouched
+        e.filename = e.filename or str(path)  # a failed write (ENOSPC) names no file by itself
+        raise
     return path
 
 
