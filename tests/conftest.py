@@ -1,4 +1,5 @@
-"""Shared fixtures: one sandbox pool per test module, and the CRUXEval rows shipped with the package."""
+"""Shared fixtures: sandbox pools per test module (with and without the run-time ban hook), and the CRUXEval
+rows shipped with the package."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ SHARED_CRUXEVAL = Path(__file__).resolve().parents[1].parent / "shared" / "bench
 @pytest.fixture(scope="module")
 def pool():
     with SandboxPool(SandboxConfig(workers=2, timeout_s=5)) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def raw_pool():
+    """A pool without the run-time ban hook, for tests of the sandbox's other layers on their own."""
+    with SandboxPool(SandboxConfig(workers=2, timeout_s=5, audit=False)) as p:
         yield p
 
 

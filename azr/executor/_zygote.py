@@ -1,4 +1,4 @@
-"""Sandbox worker ("zygote"): a long-lived process that forks one jailed child per job.
+"""Sandbox worker ("zygote"): a long-lived process that forks jailed children to run jobs.
 
 Runs as a standalone script (stdlib only, started by ``sandbox.SandboxPool`` through
 ``unshare`` when the OS allows it). It reads framed JSON jobs on stdin and writes one framed
@@ -8,15 +8,39 @@ rlimits, dropped uid) *before* it compiles the program. Forking from a warm inte
 the allowed modules already imported is what makes isolation cheap: about a millisecond per
 job instead of ~30 ms for a fresh interpreter.
 
+Run-time bans. Before the task runs, the child installs a PEP 578 audit hook (``sys.addaudithook``;
+the lists are in ``bans.py``). An event of a banned capability (opening a file, importing a banned
+module, exec/compile from the task's code, os.system, a socket, a signal to a process, …) ends the
+child at once with the verdict ``banned``, however the program reached it, so catching the
+exception changes nothing. Imports: the banned modules are dropped from ``sys.modules`` here before
+any fork, so that even ``getattr(__builtins__, '__imp' + 'ort__')('o' + 's')`` raises an import
+event; a module that is neither preloaded nor built in raises ModuleNotFoundError, as it would in
+the empty chroot. The hook exists only in children (audit hooks cannot be removed); it judges what
+a program does, it is not the security boundary (the jail is).
+
+Varied runs (the determinism check). A job may ask for ``varied`` runs besides its ``repeat`` runs.
+They happen in a *twin* zygote that this one starts on first need, inside the same namespaces but
+with another ``PYTHONHASHSEED``, so string hashes, and with them set order, differ; before each
+varied run the child makes random-size allocations that stay alive, so objects land at other
+addresses. A value that depends on hash order or addresses then differs from the first run's.
+To keep the cost near one fork per job, the twin runs the varied runs of a whole batch of jobs in
+one jailed child, each from fresh globals. Jobs in one child could disturb each other, so a varied
+run that does not reproduce the first run's value (or fails) is run again alone in a fresh child,
+and that isolated run is the one reported. (A hostile job could even write results for the jobs
+after it; a forged value still counts only if it equals that job's first-run value, which the
+twin never sees.)
+
 Protocol: a frame is a 4-byte big-endian length followed by UTF-8 JSON.
-  request:  {"jobs": [{"id", "code", "call", "timeout_s", "repeat"}, ...]}
+  request:  {"jobs": [{"id", "code", "call", "timeout_s", "repeat", "varied"}, ...]}
+            (to a twin: {"jobs": [...], "isolated": bool}; each job's runs are its varied runs)
   response: one frame per job, {"id", "status", "value": [repr per run] | null, "error", "stdout",
-            "stderr", "duration_s"}
+            "stderr", "duration_s"}; the repeat runs' values come first, then the varied runs'.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import resource
@@ -26,6 +50,7 @@ import signal
 import struct
 import sys
 import time
+import warnings
 
 # Modules a task may import. They are imported here, before any fork, so that `import x`
 # inside the chroot finds them in sys.modules; everything else fails with ImportError there.
@@ -40,6 +65,9 @@ PRELOAD = (
 
 _HDR = struct.Struct(">I")
 _MAX_RESULT_BYTES = 4 << 20
+_RESULT_KEYS = ("status", "value", "error", "stdout", "stderr")
+_CHILD_STATUSES = ("ok", "error", "memory", "banned")
+_TASK_FILES = ("<program>", "<call>")
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -57,6 +85,21 @@ def _write_frame(fd: int, obj: dict) -> None:
     view = memoryview(_HDR.pack(len(data)) + data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _split_frames(buf: bytearray) -> list[dict]:
+    """Complete frames at the start of `buf`, removed from it; a frame that is not JSON is skipped."""
+    out = []
+    while len(buf) >= _HDR.size:
+        n = _HDR.unpack_from(buf)[0]
+        if len(buf) < _HDR.size + n:
+            break
+        try:
+            out.append(json.loads(bytes(buf[_HDR.size:_HDR.size + n]).decode()))
+        except (ValueError, UnicodeDecodeError):
+            out.append({})
+        del buf[:_HDR.size + n]
+    return out
 
 
 class _CappedWriter:
@@ -82,105 +125,240 @@ class _CappedWriter:
         return "".join(self.parts)
 
 
-def _child(job: dict, cfg: dict, workdir: str, wfd: int, devnull: int) -> None:
-    """Runs in the forked child: jail, run the program, report, exit. Never returns."""
-    status, value, error = "error", None, ""
-    out = err = _CappedWriter(cfg["output_cap"])
-    try:
-        os.setsid()  # own process group, so the zygote can kill everything it spawns
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        os.closerange(3, wfd)
-        os.closerange(wfd + 1, 1 << 16)
-        if cfg["chroot"]:
-            os.chroot(workdir)
-            os.chdir("/")
-        else:
-            os.chdir(workdir)
-        timeout = float(job["timeout_s"]) * job["repeat"]
-        cpu = max(1, int(timeout + 1))
-        mem = cfg["memory_bytes"]
-        for lim, val in (
-            (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-            (resource.RLIMIT_AS, (mem, mem)),
-            (resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2),
-            (resource.RLIMIT_NOFILE, (cfg["max_open_files"],) * 2),
-            (resource.RLIMIT_FSIZE, (cfg["max_file_bytes"],) * 2),
-            (resource.RLIMIT_CORE, (0, 0)),
-        ):
-            resource.setrlimit(lim, val)
-        if cfg["uid"] is not None:
-            os.setgroups([])
-            os.setgid(cfg["uid"])
-            os.setuid(cfg["uid"])
-        out, err = _CappedWriter(cfg["output_cap"]), _CappedWriter(cfg["output_cap"])
-        sys.stdout, sys.stderr = out, err
-        program = compile(job["code"], "<program>", "exec")
-        call = compile(job["call"], "<call>", "eval")
-        values = []
-        for _ in range(job["repeat"]):  # each run starts from fresh globals
-            g = {"__name__": "__azr_task__", "__builtins__": __builtins__}
-            exec(program, g)
-            values.append(repr(eval(call, g)))
-        if sum(map(len, values)) > cfg["max_value_chars"]:
-            error = f"value repr longer than {cfg['max_value_chars']} chars"
-        else:
-            status, value = "ok", values
-    except MemoryError:
-        status, error = "memory", "MemoryError"
-    except BaseException as e:  # noqa: BLE001 - untrusted code may raise anything, SystemExit included
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # The default formatter reads the source line from disk (linecache), which the audit hook would
+    # judge as the task opening a file; the message alone is what a result needs.
+    sys.stderr.write(f"{filename}:{lineno}: {getattr(category, '__name__', category)}: {message}\n")
+
+
+# -- the child: jail, hook, run ----------------------------------------------------------------
+
+def _jail(cfg: dict, workdir: str, devnull: int, keep_fd: int, cpu_s: float) -> None:
+    """Confine this freshly forked child: own session, no inherited fds, chroot, rlimits, dropped uid."""
+    os.setsid()  # own process group, so the zygote can kill everything it spawns
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, 1 << 16)
+    if cfg["chroot"]:
+        os.chroot(workdir)
+        os.chdir("/")
+    else:
+        os.chdir(workdir)
+    cpu = max(1, int(cpu_s + 1))
+    mem = cfg["memory_bytes"]
+    for lim, val in (
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_AS, (mem, mem)),
+        (resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2),
+        (resource.RLIMIT_NOFILE, (cfg["max_open_files"],) * 2),
+        (resource.RLIMIT_FSIZE, (cfg["max_file_bytes"],) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ):
+        resource.setrlimit(lim, val)
+    if cfg["uid"] is not None:
+        os.setgroups([])
+        os.setgid(cfg["uid"])
+        os.setuid(cfg["uid"])
+
+
+def _arg_text(a) -> str:
+    # Only plain data is shown: repr() of an arbitrary object would run the task's own __repr__.
+    return repr(a)[:120] if isinstance(a, (str, bytes, int, float, type(None))) else type(a).__name__
+
+
+def _make_audit_hook(cfg: dict):
+    """The run-time ban hook, built once in the zygote; a child installs it with sys.addaudithook (for the rest of
+    its life) after setting _ACTIVE[0] to itself. A banned event calls that child's deny(), which reports the
+    running job as banned and ends the child. The child's task_globals[0] is the globals dict of the task now
+    running, which tells the task's own frames from the standard library's."""
+    banned_modules = frozenset(cfg["banned_modules"])
+    getframe = sys._getframe
+
+    def deny(what: str) -> None:
+        _ACTIVE[0].deny(what)
+
+    def banned(event: str):
+        return lambda args: deny(f"{event}({', '.join(_arg_text(a) for a in args[:2])})")
+
+    def banned_from_task(event: str):
+        report = banned(event)
+
+        def check(args) -> None:
+            if getframe(2).f_globals is _ACTIVE[0].task_globals[0]:  # 0: check, 1: hook, 2: raised the event
+                report(args)
+        return check
+
+    def check_import(args) -> None:
+        name = str(args[0])
+        if name.partition(".")[0] in banned_modules:
+            deny(f"import {name}")
+        if name not in _IMPORTABLE:
+            raise ModuleNotFoundError(f"No module named {name!r} (the sandbox offers the preloaded ones)", name=name)
+
+    handlers = {ev: banned(ev) for ev in cfg["banned_events"]}
+    handlers.update({ev: banned_from_task(ev) for ev in cfg["task_banned_events"]})
+    handlers["import"] = check_import
+    prefixes = tuple(cfg["banned_event_prefixes"])
+
+    def hook(event: str, args: tuple) -> None:
+        handler = handlers.get(event)
+        if handler is not None:
+            handler(args)
+        elif event.startswith(prefixes):
+            banned(event)(args)
+
+    return hook
+
+
+# A constructor and its argument per size class of the object allocator: object() is 16 bytes, a float 24,
+# bytes of n are 33 + n. Each call makes a new object.
+_FILLERS = ((object.__new__, object), (float, 1), *((bytes, size - 33) for size in range(48, 129, 16)))
+
+
+def _shift_heap(seed: int) -> list:
+    """Random-size allocations, kept alive while a varied run runs, so that the task's objects land elsewhere:
+    0-31 objects in each of the eight smallest size classes, and one malloc'd block of 1-33 KB. (Page-level
+    placement already differs: the twin is another process, with its own address-space randomization.)"""
+    keep: list = [bytes(1024 + seed % 32768)]
+    for make, arg in _FILLERS:
+        seed = (seed * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+        keep += map(make, itertools.repeat(arg, seed >> 59))
+    return keep
+
+
+def _run_task(job: dict, program, call, task_globals: list) -> list[str]:
+    """The job's runs, each from fresh globals; the repr of each value."""
+    values = []
+    for _ in range(job["repeat"]):
+        g = {"__name__": "__azr_task__", "__builtins__": __builtins__}
+        task_globals[0] = g
+        exec(program, g)
+        values.append(repr(eval(call, g)))
+        task_globals[0] = None
+    return values
+
+
+class _Child:
+    """A forked, jailed child that runs one job, or the varied runs of several, and reports each on a pipe."""
+
+    def __init__(self, cfg: dict, wfd: int):
+        self.cfg, self.wfd = cfg, wfd
+        self.out = self.err = _CappedWriter(cfg["output_cap"])
+        self.job_id = None
+        self.task_globals: list = [None]
+
+    def report(self, status: str, values: list | None, error: str) -> None:
+        msg = {"id": self.job_id, "status": status, "value": values, "error": error, "stdout": self.out.getvalue(),
+               "stderr": self.err.getvalue()}
+        _write_frame(self.wfd, msg)
+
+    def deny(self, what: str) -> None:
+        """A banned event: report it for the running job and end the child here, before the capability is used."""
         try:
-            error = f"{type(e).__name__}: {e}"[:2000]
-        except BaseException:  # noqa: BLE001 - a hostile __str__
-            error = "exception (unprintable)"
+            self.report("banned", None, f"banned at run time: {what}"[:2000])
+        finally:
+            os._exit(0)
+
+    def run(self, job: dict, shift_seed: int | None) -> None:
+        """Run one job and report it; exceptions of the task become its result."""
+        self.job_id = job["id"]
+        self.out, self.err = _CappedWriter(self.cfg["output_cap"]), _CappedWriter(self.cfg["output_cap"])
+        sys.stdout, sys.stderr = self.out, self.err
+        status, values, error = "error", None, ""
+        try:
+            program = compile(job["code"], "<program>", "exec")
+            call = compile(job["call"], "<call>", "eval")
+            keep = _shift_heap(shift_seed) if shift_seed is not None else None
+            values = _run_task(job, program, call, self.task_globals)
+            del keep
+            if sum(map(len, values)) > self.cfg["max_value_chars"]:
+                values, error = None, f"value repr longer than {self.cfg['max_value_chars']} chars"
+            else:
+                status = "ok"
+        except MemoryError:
+            status, values, error = "memory", None, "MemoryError"
+        except BaseException as e:  # noqa: BLE001 - untrusted code may raise anything, SystemExit included
+            values = None
+            try:
+                error = f"{type(e).__name__}: {e}"[:2000]
+            except BaseException:  # noqa: BLE001 - a hostile __str__
+                error = "exception (unprintable)"
+        self.task_globals[0] = None
+        self.report(status, values, error)
+
+
+def _child_main(jobs: list[dict], cfg: dict, workdir: str, wfd: int, devnull: int, shift_seed: int | None) -> None:
+    """Runs in the forked child: jail, install the hook, run the jobs in order, report each, exit. Never returns."""
+    child = _Child(cfg, wfd)
     try:
-        msg = {"status": status, "value": value, "error": error, "stdout": out.getvalue(), "stderr": err.getvalue()}
-        data = json.dumps(msg).encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(wfd, view):]
+        _jail(cfg, workdir, devnull, wfd, sum(float(j["timeout_s"]) * j["repeat"] for j in jobs))
+        if _HOOK is not None:
+            _ACTIVE[0] = child
+            sys.addaudithook(_HOOK)
+        for k, job in enumerate(jobs):
+            child.run(job, None if shift_seed is None else shift_seed + k)
+    except BaseException as e:  # noqa: BLE001 - a failed jail (or a write to a closed pipe) ends the child
+        try:
+            child.report("error", None, f"sandbox child failed: {type(e).__name__}: {e}"[:2000])
+        except BaseException:  # noqa: BLE001
+            pass
     finally:
         os._exit(0)
 
 
-def _run_job(job: dict, cfg: dict, workdir: str, devnull: int) -> dict:
+# -- the zygote side: fork, watch, collect -----------------------------------------------------
+
+def _fork_child(jobs: list[dict], cfg: dict, workdir: str, devnull: int, shift_seed: int | None) -> list[dict]:
+    """Fork one child for `jobs` and collect a result per job, in order. A job that outlives its time limit, or
+    is running when the child dies, gets that failure as its result; the jobs after it get none (the list is
+    shorter than `jobs` then)."""
     rfd, wfd = os.pipe()
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         os.close(rfd)
-        _child(job, cfg, workdir, wfd, devnull)
+        _child_main(jobs, cfg, workdir, wfd, devnull, shift_seed)
     os.close(wfd)
-    deadline = t0 + float(job["timeout_s"]) * job["repeat"]
     # Watch the child itself too: a grandchild holding the pipe open must not delay the result.
     pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
     watch = [rfd] if pidfd is None else [rfd, pidfd]
     os.set_blocking(rfd, False)
-    buf, timed_out, too_big, done = bytearray(), False, False, False
-    while not done:
+    buf, results, failure, exited = bytearray(), [], None, False
+    started = t0
+    while len(results) < len(jobs) and failure is None:
+        job = jobs[len(results)]
+        deadline = started + float(job["timeout_s"]) * job["repeat"]
         left = deadline - time.perf_counter()
         if left <= 0:
-            timed_out = True
+            failure = {"status": "timeout", "error": f"wall-clock timeout after {job['timeout_s']}s"}
             break
         ready, _, _ = select.select(watch, [], [], left)
-        exited = pidfd is not None and pidfd in ready
-        while rfd in ready or exited:  # drain what is there; after exit, drain everything
+        exited = exited or (pidfd is not None and pidfd in ready)
+        eof = False
+        while True:  # drain what is there
             try:
                 chunk = os.read(rfd, 1 << 16)
             except BlockingIOError:
                 break
             if not chunk:
-                done = True
+                eof = True
                 break
             buf += chunk
             if len(buf) > _MAX_RESULT_BYTES:
-                too_big = done = True
+                failure = {"status": "killed", "error": "result message too large"}
                 break
-        done = done or exited
+        for msg in _split_frames(buf):
+            results.append(msg)
+            started = time.perf_counter()
+        if (eof or exited) and failure is None and len(results) < len(jobs):
+            failure = {}  # the child is gone without reporting this job: its exit status says why
+    if failure == {} and results and results[-1].get("status") == "banned":
+        failure = None  # the child ended itself on a banned event; the jobs after it never started
     if pidfd is not None:
         os.close(pidfd)
     os.close(rfd)
-    if timed_out or too_big:
+    if failure:  # timed out or flooded: kill it
         for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
             try:
                 target()
@@ -196,28 +374,51 @@ def _run_job(job: dict, cfg: dict, workdir: str, devnull: int) -> dict:
     if cfg["max_processes"] > 1 and cfg["uid"] is not None:
         _kill_uid(cfg["uid"])  # forks were allowed: a setsid'd grandchild may have left the group
     _reset_workdir(workdir, cfg)
+    out = [_result(job, msg, duration / max(len(jobs), 1)) for job, msg in zip(jobs, results)]
+    if failure is not None and len(out) < len(jobs):
+        out.append(_failed(jobs[len(out)], failure or _exit_failure(wstatus), duration))
+    return out
+
+
+def _result(job: dict, msg: dict, duration: float) -> dict:
     res = {"id": job["id"], "status": "error", "value": None, "error": "", "stdout": "", "stderr": "",
            "duration_s": duration}
-    if timed_out:
-        res.update(status="timeout", error=f"wall-clock timeout after {job['timeout_s']}s")
-    elif too_big:
-        res.update(status="killed", error="result message too large")
-    elif os.WIFSIGNALED(wstatus):
+    try:
+        if msg.get("id") != job["id"] or msg.get("status") not in _CHILD_STATUSES:
+            raise ValueError(msg.get("status"))
+        res.update({k: msg[k] for k in _RESULT_KEYS})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        res.update(status="error", value=None, error="malformed result from the sandbox child")
+    return res
+
+
+def _exit_failure(wstatus: int) -> dict:
+    if os.WIFSIGNALED(wstatus):
         sig = os.WTERMSIG(wstatus)
         if sig == signal.SIGXCPU:
-            res.update(status="timeout", error="CPU time limit exceeded")
-        else:
-            res.update(status="killed", error=f"killed by signal {signal.Signals(sig).name}")
-    else:
-        try:
-            msg = json.loads(bytes(buf).decode())
-            res.update({k: msg[k] for k in ("status", "value", "error", "stdout", "stderr")})
-            if res["status"] not in ("ok", "error", "memory"):
-                raise ValueError(res["status"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            code = os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else -1
-            res.update(status="error", value=None, error=f"process exited (code {code}) without a result")
-    return res
+            return {"status": "timeout", "error": "CPU time limit exceeded"}
+        return {"status": "killed", "error": f"killed by signal {signal.Signals(sig).name}"}
+    code = os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else -1
+    return {"status": "error", "error": f"process exited (code {code}) without a result"}
+
+
+def _failed(job: dict, failure: dict, duration: float) -> dict:
+    return {"id": job["id"], "value": None, "stdout": "", "stderr": "", "duration_s": duration, **failure}
+
+
+def _run_job(job: dict, cfg: dict, workdir: str, devnull: int) -> dict:
+    """One job's `repeat` runs in one fresh child."""
+    return _fork_child([job], cfg, workdir, devnull, None)[0]
+
+
+def _run_varied(jobs: list[dict], cfg: dict, workdir: str, devnull: int, isolated: bool) -> list[dict]:
+    """The twin's work: each job's runs with a shifted heap, in as few children as possible (one per job when
+    `isolated`); a child that dies mid-batch is replaced for the jobs after the one it died on."""
+    results: list[dict] = []
+    while len(results) < len(jobs):
+        rest = jobs[len(results):len(results) + 1] if isolated else jobs[len(results):]
+        results += _fork_child(rest, cfg, workdir, devnull, int.from_bytes(os.urandom(8), "big"))
+    return results
 
 
 def _kill_uid(uid: int) -> None:
@@ -247,7 +448,8 @@ def _reset_workdir(workdir: str, cfg: dict) -> None:
 
 
 def _reap_orphans() -> None:
-    # As pid 1 of a pid namespace we inherit orphans; collect them so none stays a zombie.
+    # As pid 1 of a pid namespace we inherit orphans; collect them so none stays a zombie. (The twin may be
+    # reaped here too if it died; _Twin copes with that.)
     try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
@@ -255,7 +457,117 @@ def _reap_orphans() -> None:
         pass
 
 
+class _Twin:
+    """The zygote that runs varied runs: this same script, started by the primary inside its namespaces with
+    another PYTHONHASHSEED and its own work dir, driven over a pair of pipes with the pool's framing."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = {**cfg, "role": "twin", "workdir": cfg["twin_workdir"]}
+        self.pid: int | None = None
+        self.to_fd = self.from_fd = -1
+        self.buf = bytearray()
+
+    def _start(self) -> None:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        env = {**os.environ, "PYTHONHASHSEED": str(self.cfg["twin_hash_seed"])}
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.dup2(in_r, 0)
+                os.dup2(out_w, 1)
+                os.closerange(3, 1 << 16)
+                os.execve(sys.executable, [sys.executable, "-S", "-B", os.path.abspath(__file__),
+                                           json.dumps(self.cfg)], env)
+            finally:
+                os._exit(127)
+        os.close(in_r)
+        os.close(out_w)
+        self.pid, self.to_fd, self.from_fd, self.buf = pid, in_w, out_r, bytearray()
+        if not self._read(1, time.monotonic() + 60):
+            self.stop()
+            raise RuntimeError("the sandbox's twin zygote did not start")
+
+    def _read(self, n: int, deadline: float) -> list[dict] | None:
+        """The next `n` frames, or None if the twin dies or the deadline passes first."""
+        frames: list[dict] = []
+        while len(frames) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.from_fd], [], [], left)[0]:
+                return None
+            chunk = os.read(self.from_fd, 1 << 20)
+            if not chunk:
+                return None
+            self.buf += chunk
+            frames += _split_frames(self.buf)
+        return frames
+
+    def stop(self) -> None:
+        for fd in (self.to_fd, self.from_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (OSError, ChildProcessError):
+                pass
+        self.pid, self.to_fd, self.from_fd = None, -1, -1
+
+    def run(self, jobs: list[dict], isolated: bool) -> list[dict]:
+        """Each job's varied runs, one result per job. If the twin itself fails, the jobs fail (it is restarted on
+        the next call)."""
+        if self.pid is None:
+            self._start()
+        # Its own per-job limits end every child in time; this deadline only catches a stuck twin.
+        budget = sum(float(j["timeout_s"]) * j["repeat"] for j in jobs) + 5.0 * len(jobs) + 10.0
+        try:
+            _write_frame(self.to_fd, {"jobs": jobs, "isolated": isolated})
+            frames = self._read(len(jobs), time.monotonic() + budget)
+        except OSError:
+            frames = None
+        if frames is None:
+            self.stop()
+            return [_failed(j, {"status": "killed", "error": "the sandbox's twin zygote died"}, 0.0) for j in jobs]
+        return frames
+
+
+def _with_varied_runs(jobs: list[dict], results: list[dict], twin: _Twin) -> None:
+    """Add each ok job's varied runs (in the twin) to its result; a varied run that fails fails the job."""
+    todo = [i for i, job in enumerate(jobs) if job.get("varied") and results[i]["status"] == "ok"]
+    if not todo:
+        return
+    varied = [{**jobs[i], "repeat": jobs[i]["varied"]} for i in todo]
+    second = twin.run(varied, isolated=False)
+    # In the shared child an earlier job may have disturbed a later one: anything short of reproducing the
+    # first value is run again alone, and that run is the verdict.
+    again = [k for k, i in enumerate(todo)
+             if second[k]["status"] != "ok" or any(v != results[i]["value"][0] for v in second[k]["value"])]
+    if again:
+        for k, res in zip(again, twin.run([varied[k] for k in again], isolated=True)):
+            second[k] = res
+    for k, i in enumerate(todo):
+        res, var = results[i], second[k]
+        res["duration_s"] += var["duration_s"]
+        if var["status"] == "ok":
+            res["value"] = res["value"] + var["value"]
+        else:
+            res.update(status=var["status"], value=None, stdout=res["stdout"] + var["stdout"],
+                       stderr=res["stderr"] + var["stderr"],
+                       error=f"in a varied run (another hash seed, shifted heap): {var['error']}")
+
+
+def _drop_banned_modules(banned: list[str]) -> None:
+    """Take the banned modules out of sys.modules (this process keeps its own references), so that importing one
+    in a child, by any route, is a real import and raises the audit event the hook judges."""
+    for name in [m for m in sys.modules if m.partition(".")[0] in banned]:
+        del sys.modules[name]
+
+
 def main() -> None:
+    global _IMPORTABLE, _HOOK
     cfg = json.loads(sys.argv[1])
     for name in PRELOAD:
         __import__(name)
@@ -268,28 +580,54 @@ def main() -> None:
             codecs.lookup(name)
         except LookupError:  # platform-specific codecs (mbcs, ...)
             pass
+    if cfg["audit"]:
+        warnings.showwarning = _show_warning
+        _drop_banned_modules(cfg["banned_modules"])
+        _HOOK = _make_audit_hook(cfg)
+    # What a task may import: what is loaded now, and the modules built into the interpreter (importable
+    # without a filesystem, as in the chroot).
+    _IMPORTABLE = frozenset(sys.modules) | frozenset(sys.builtin_module_names)
     workdir = cfg["workdir"]
     os.makedirs(workdir, mode=0o700, exist_ok=True)
     if cfg["uid"] is not None:
         os.chown(workdir, cfg["uid"], cfg["uid"])
     devnull = os.open(os.devnull, os.O_RDWR)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    twin = _Twin(cfg) if cfg["role"] == "primary" else None
     gc.freeze()  # keep the forked children from copying pages the collector would touch
     fin, fout = 0, os.dup(1)
     os.dup2(devnull, 1)  # stray prints in this process must not corrupt the protocol
     _write_frame(fout, {"ready": True, "pid": os.getpid()})
-    while True:
-        hdr = _read_exact(fin, _HDR.size)
-        if hdr is None:
-            break
-        body = _read_exact(fin, _HDR.unpack(hdr)[0])
-        if body is None:
-            break
-        for job in json.loads(body)["jobs"]:
-            _write_frame(fout, _run_job(job, cfg, workdir, devnull))
-        _reap_orphans()
+    try:
+        while True:
+            hdr = _read_exact(fin, _HDR.size)
+            if hdr is None:
+                break
+            body = _read_exact(fin, _HDR.unpack(hdr)[0])
+            if body is None:
+                break
+            request = json.loads(body)
+            jobs = request["jobs"]
+            if twin is None:
+                results = _run_varied(jobs, cfg, workdir, devnull, request.get("isolated", False))
+            else:
+                results = [_run_job({**job, "repeat": job.get("repeat", 1)}, cfg, workdir, devnull) for job in jobs]
+                _with_varied_runs(jobs, results, twin)
+            for res in results:
+                _write_frame(fout, res)
+            _reap_orphans()
+    finally:
+        if twin is not None:
+            twin.stop()
     shutil.rmtree(workdir, ignore_errors=True)
 
+
+_IMPORTABLE: frozenset[str] = frozenset()
+"""Modules a task may import (set in main)."""
+_HOOK = None
+"""The run-time ban hook (built in main when the pool asks for it)."""
+_ACTIVE: list = [None]
+"""The _Child running in this process: set in the forked child before the hook is installed."""
 
 if __name__ == "__main__":
     main()
