@@ -125,6 +125,18 @@ def test_a_value_that_fails_only_under_another_hash_seed_is_rejected(pool):
     assert v.reason is InvalidReason.RUNTIME_ERROR and "varied run" in v.detail and "ZeroDivision" in v.detail, v
 
 
+def test_a_varied_run_that_hangs_fails_its_task_only():
+    # The twin's long-lived child is killed at the job's time limit and replaced for the jobs after it.
+    with SandboxPool(SandboxConfig(workers=1, timeout_s=1)) as one_worker:
+        order = one_worker.run(Job("def f(x):\n    return list({'a', 'b', 'c'})", "f(0)", varied=1)).values
+        assert order[0] != order[1]  # the varied run sees another order
+        hangs = f"def f(x):\n    while list({{'a', 'b', 'c'}}) == {order[1]}:\n        pass\n    return x"
+        identity = "def f(x):\n    return x"
+        got = validate_many(one_worker, [(identity, "1"), (hangs, "2"), (identity, "3"), (identity, "4")])
+    assert [v.reason for v in got] == [None, InvalidReason.TIMEOUT, None, None], got
+    assert "varied run" in got[1].detail and [v.output for v in got] == ["1", None, "3", "4"]
+
+
 def test_twin_hash_seed_must_differ_from_the_workers():
     with pytest.raises(ValueError, match="twin_hash_seed"):
         SandboxConfig(twin_hash_seed=0)

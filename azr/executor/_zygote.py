@@ -39,9 +39,11 @@ Protocol: a frame is a 4-byte big-endian length followed by UTF-8 JSON.
 
 from __future__ import annotations
 
+import binascii
 import gc
 import itertools
 import json
+import marshal
 import os
 import resource
 import select
@@ -67,7 +69,7 @@ _HDR = struct.Struct(">I")
 _MAX_RESULT_BYTES = 4 << 20
 _RESULT_KEYS = ("status", "value", "error", "stdout", "stderr")
 _CHILD_STATUSES = ("ok", "error", "memory", "banned")
-_TASK_FILES = ("<program>", "<call>")
+_CODE = type(compile("0", "<none>", "eval"))
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -133,13 +135,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 # -- the child: jail, hook, run ----------------------------------------------------------------
 
-def _jail(cfg: dict, workdir: str, devnull: int, keep_fd: int, cpu_s: float) -> None:
-    """Confine this freshly forked child: own session, no inherited fds, chroot, rlimits, dropped uid."""
+def _jail(cfg: dict, workdir: str, devnull: int, keep: tuple[int, ...], cpu_s: float) -> None:
+    """Confine this freshly forked child: own session, no inherited fds but `keep`, chroot, rlimits, dropped uid."""
     os.setsid()  # own process group, so the zygote can kill everything it spawns
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    os.closerange(3, keep_fd)
-    os.closerange(keep_fd + 1, 1 << 16)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
     if cfg["chroot"]:
         os.chroot(workdir)
         os.chdir("/")
@@ -164,7 +169,7 @@ def _jail(cfg: dict, workdir: str, devnull: int, keep_fd: int, cpu_s: float) -> 
 
 def _arg_text(a) -> str:
     # Only plain data is shown: repr() of an arbitrary object would run the task's own __repr__.
-    return repr(a)[:120] if isinstance(a, (str, bytes, int, float, type(None))) else type(a).__name__
+    return repr(a)[:120] if type(a) in (str, bytes, int, float, type(None)) else type(a).__name__
 
 
 def _make_audit_hook(cfg: dict):
@@ -218,12 +223,12 @@ _FILLERS = ((object.__new__, object), (float, 1), *((bytes, size - 33) for size 
 
 def _shift_heap(seed: int) -> list:
     """Random-size allocations, kept alive while a varied run runs, so that the task's objects land elsewhere:
-    0-31 objects in each of the eight smallest size classes, and one malloc'd block of 1-33 KB. (Page-level
+    0-15 objects in each of the eight smallest size classes, and one malloc'd block of 1-33 KB. (Page-level
     placement already differs: the twin is another process, with its own address-space randomization.)"""
     keep: list = [bytes(1024 + seed % 32768)]
     for make, arg in _FILLERS:
         seed = (seed * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
-        keep += map(make, itertools.repeat(arg, seed >> 59))
+        keep += map(make, itertools.repeat(arg, seed >> 60))
     return keep
 
 
@@ -246,11 +251,12 @@ class _Child:
         self.cfg, self.wfd = cfg, wfd
         self.out = self.err = _CappedWriter(cfg["output_cap"])
         self.job_id = None
+        self.code_blob: str | None = None
         self.task_globals: list = [None]
 
     def report(self, status: str, values: list | None, error: str) -> None:
         msg = {"id": self.job_id, "status": status, "value": values, "error": error, "stdout": self.out.getvalue(),
-               "stderr": self.err.getvalue()}
+               "stderr": self.err.getvalue(), "code_blob": self.code_blob}
         _write_frame(self.wfd, msg)
 
     def deny(self, what: str) -> None:
@@ -260,15 +266,30 @@ class _Child:
         finally:
             os._exit(0)
 
+    def load(self, job: dict) -> tuple:
+        """The job's program and call as code objects: compiled here, or, for a varied run, the ones the job's
+        first child compiled (so a task is compiled once). A first child with varied runs to come sends its code
+        along, marshalled before the task ran."""
+        if job.get("code_blob") is not None:
+            code = marshal.loads(binascii.a2b_base64(job["code_blob"]))
+            if not (type(code) is tuple and len(code) == 2 and all(type(c) is _CODE for c in code)):
+                raise ValueError("malformed code from the job's first run")
+            return code
+        program = compile(job["code"], "<program>", "exec")
+        call = compile(job["call"], "<call>", "eval")
+        if job.get("varied"):
+            self.code_blob = binascii.b2a_base64(marshal.dumps((program, call)), newline=False).decode()
+        return program, call
+
     def run(self, job: dict, shift_seed: int | None) -> None:
         """Run one job and report it; exceptions of the task become its result."""
         self.job_id = job["id"]
         self.out, self.err = _CappedWriter(self.cfg["output_cap"]), _CappedWriter(self.cfg["output_cap"])
         sys.stdout, sys.stderr = self.out, self.err
         status, values, error = "error", None, ""
+        self.code_blob = None
         try:
-            program = compile(job["code"], "<program>", "exec")
-            call = compile(job["call"], "<call>", "eval")
+            program, call = self.load(job)
             keep = _shift_heap(shift_seed) if shift_seed is not None else None
             values = _run_task(job, program, call, self.task_globals)
             del keep
@@ -288,16 +309,28 @@ class _Child:
         self.report(status, values, error)
 
 
-def _child_main(jobs: list[dict], cfg: dict, workdir: str, wfd: int, devnull: int, shift_seed: int | None) -> None:
-    """Runs in the forked child: jail, install the hook, run the jobs in order, report each, exit. Never returns."""
+def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict] | None, rfd: int | None,
+                shift_seed: int | None, cpu_s: float) -> None:
+    """Runs in the forked child: jail, install the hook, run jobs and report each, exit. Never returns. The jobs
+    are `jobs`, or, with `rfd`, every request read from that pipe until it closes (the twin's long-lived child)."""
     child = _Child(cfg, wfd)
     try:
-        _jail(cfg, workdir, devnull, wfd, sum(float(j["timeout_s"]) * j["repeat"] for j in jobs))
+        _jail(cfg, workdir, devnull, (wfd,) if rfd is None else (wfd, rfd), cpu_s)
         if _HOOK is not None:
             _ACTIVE[0] = child
             sys.addaudithook(_HOOK)
-        for k, job in enumerate(jobs):
-            child.run(job, None if shift_seed is None else shift_seed + k)
+        while True:
+            if rfd is not None:
+                hdr = _read_exact(rfd, _HDR.size)
+                body = _read_exact(rfd, _HDR.unpack(hdr)[0]) if hdr else None
+                if body is None:
+                    break
+                request = json.loads(body)
+                jobs, shift_seed = request["jobs"], request["shift_seed"]
+            for k, job in enumerate(jobs):
+                child.run(job, None if shift_seed is None else shift_seed + k)
+            if rfd is None:
+                break
     except BaseException as e:  # noqa: BLE001 - a failed jail (or a write to a closed pipe) ends the child
         try:
             child.report("error", None, f"sandbox child failed: {type(e).__name__}: {e}"[:2000])
@@ -309,75 +342,118 @@ def _child_main(jobs: list[dict], cfg: dict, workdir: str, wfd: int, devnull: in
 
 # -- the zygote side: fork, watch, collect -----------------------------------------------------
 
-def _fork_child(jobs: list[dict], cfg: dict, workdir: str, devnull: int, shift_seed: int | None) -> list[dict]:
-    """Fork one child for `jobs` and collect a result per job, in order. A job that outlives its time limit, or
-    is running when the child dies, gets that failure as its result; the jobs after it get none (the list is
-    shorter than `jobs` then)."""
-    rfd, wfd = os.pipe()
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        os.close(rfd)
-        _child_main(jobs, cfg, workdir, wfd, devnull, shift_seed)
-    os.close(wfd)
-    # Watch the child itself too: a grandchild holding the pipe open must not delay the result.
-    pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-    watch = [rfd] if pidfd is None else [rfd, pidfd]
-    os.set_blocking(rfd, False)
-    buf, results, failure, exited = bytearray(), [], None, False
-    started = t0
-    while len(results) < len(jobs) and failure is None:
-        job = jobs[len(results)]
-        deadline = started + float(job["timeout_s"]) * job["repeat"]
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            failure = {"status": "timeout", "error": f"wall-clock timeout after {job['timeout_s']}s"}
-            break
-        ready, _, _ = select.select(watch, [], [], left)
-        exited = exited or (pidfd is not None and pidfd in ready)
-        eof = False
-        while True:  # drain what is there
-            try:
-                chunk = os.read(rfd, 1 << 16)
-            except BlockingIOError:
+class _ChildProcess:
+    """A forked, jailed child seen from the zygote: the jobs go in (through the fork, or a pipe for a long-lived
+    child), one result frame per job comes back, each job within its own time limit."""
+
+    def __init__(self, cfg: dict, workdir: str, devnull: int, jobs: list[dict] | None = None,
+                 shift_seed: int | None = None, cpu_s: float = 0.0):
+        self.cfg, self.workdir = cfg, workdir
+        rfd, wfd = os.pipe()
+        job_r, self.job_w = os.pipe() if jobs is None else (None, None)
+        self.t0 = time.perf_counter()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(rfd)
+            if self.job_w is not None:
+                os.close(self.job_w)
+            _child_main(cfg, workdir, devnull, wfd, jobs, job_r, shift_seed, cpu_s)
+        os.close(wfd)
+        if job_r is not None:
+            os.close(job_r)
+        self.rfd = rfd
+        # Watch the child itself too: a grandchild holding the pipe open must not delay the result.
+        self.pidfd = os.pidfd_open(self.pid) if hasattr(os, "pidfd_open") else None
+        os.set_blocking(rfd, False)
+        self.buf = bytearray()
+        self.exited = False
+        self.jobs_done = 0
+
+    def send(self, jobs: list[dict], shift_seed: int) -> bool:
+        try:
+            _write_frame(self.job_w, {"jobs": jobs, "shift_seed": shift_seed})
+            return True
+        except OSError:  # the child is gone
+            return False
+
+    def collect(self, jobs: list[dict]) -> tuple[list[dict], dict | None]:
+        """(a frame per job reported, in order; failure). failure is None when every job reported (or the child
+        ended itself on a banned event after reporting it), {} when the child died without reporting the next
+        job (its exit status says why), or the next job's failure (a timeout, a flood of output)."""
+        watch = [self.rfd] if self.pidfd is None else [self.rfd, self.pidfd]
+        results: list[dict] = []
+        failure: dict | None = None
+        started = time.perf_counter()
+        while len(results) < len(jobs) and failure is None:
+            job = jobs[len(results)]
+            left = started + float(job["timeout_s"]) * job["repeat"] - time.perf_counter()
+            if left <= 0:
+                failure = {"status": "timeout", "error": f"wall-clock timeout after {job['timeout_s']}s"}
                 break
-            if not chunk:
-                eof = True
-                break
-            buf += chunk
-            if len(buf) > _MAX_RESULT_BYTES:
-                failure = {"status": "killed", "error": "result message too large"}
-                break
-        for msg in _split_frames(buf):
-            results.append(msg)
-            started = time.perf_counter()
-        if (eof or exited) and failure is None and len(results) < len(jobs):
-            failure = {}  # the child is gone without reporting this job: its exit status says why
-    if failure == {} and results and results[-1].get("status") == "banned":
-        failure = None  # the child ended itself on a banned event; the jobs after it never started
-    if pidfd is not None:
-        os.close(pidfd)
-    os.close(rfd)
-    if failure:  # timed out or flooded: kill it
-        for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-            try:
-                target()
-            except OSError:
-                pass
-    _, wstatus = os.waitpid(pid, 0)
-    duration = time.perf_counter() - t0
-    # The child ran alone in its process group; anything it left there dies now.
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-    if cfg["max_processes"] > 1 and cfg["uid"] is not None:
-        _kill_uid(cfg["uid"])  # forks were allowed: a setsid'd grandchild may have left the group
-    _reset_workdir(workdir, cfg)
-    out = [_result(job, msg, duration / max(len(jobs), 1)) for job, msg in zip(jobs, results)]
+            ready, _, _ = select.select(watch, [], [], left)
+            self.exited = self.exited or (self.pidfd is not None and self.pidfd in ready)
+            eof = False
+            while True:  # drain what is there
+                try:
+                    chunk = os.read(self.rfd, 1 << 16)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    eof = True
+                    break
+                self.buf += chunk
+                if len(self.buf) > _MAX_RESULT_BYTES:
+                    failure = {"status": "killed", "error": "result message too large"}
+                    break
+            for msg in _split_frames(self.buf):
+                results.append(msg)
+                started = time.perf_counter()
+            if (eof or self.exited) and failure is None and len(results) < len(jobs):
+                failure = {}
+        if failure == {} and results and results[-1].get("status") == "banned":
+            failure = None  # the child ended itself on a banned event; the jobs after it never started
+        self.jobs_done += len(results)
+        return results, failure
+
+    def end(self, kill: bool) -> int:
+        """Stop the child (SIGKILL when `kill`, else wait for its exit), clean up after it; its wait status."""
+        for fd in (self.pidfd, self.rfd, self.job_w):
+            if fd is not None:
+                os.close(fd)
+        if kill:
+            for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+                try:
+                    target()
+                except OSError:
+                    pass
+        _, wstatus = os.waitpid(self.pid, 0)
+        # The child ran alone in its process group; anything it left there dies now.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if self.cfg["max_processes"] > 1 and self.cfg["uid"] is not None:
+            _kill_uid(self.cfg["uid"])  # forks were allowed: a setsid'd grandchild may have left the group
+        _reset_workdir(self.workdir, self.cfg)
+        return wstatus
+
+
+def _results(jobs: list[dict], msgs: list[dict], failure: dict | None, wstatus: int | None, duration: float) -> list[dict]:
+    """Results for the jobs reported, then for the one that failed (if one did)."""
+    out = [_result(job, msg, duration / max(len(msgs), 1)) for job, msg in zip(jobs, msgs)]
     if failure is not None and len(out) < len(jobs):
-        out.append(_failed(jobs[len(out)], failure or _exit_failure(wstatus), duration))
+        out.append(_failed(jobs[len(out)], failure or _exit_failure(wstatus or 0), duration))
     return out
+
+
+def _fork_child(jobs: list[dict], cfg: dict, workdir: str, devnull: int, shift_seed: int | None) -> list[dict]:
+    """One fresh child for `jobs`, a result per job in order; after a failure the list is shorter than `jobs`
+    (the failed job has its failure as its result, the ones after it have none)."""
+    child = _ChildProcess(cfg, workdir, devnull, jobs, shift_seed,
+                          sum(float(j["timeout_s"]) * j["repeat"] for j in jobs))
+    msgs, failure = child.collect(jobs)
+    wstatus = child.end(kill=bool(failure))
+    return _results(jobs, msgs, failure, wstatus, time.perf_counter() - child.t0)
 
 
 def _result(job: dict, msg: dict, duration: float) -> dict:
@@ -387,6 +463,8 @@ def _result(job: dict, msg: dict, duration: float) -> dict:
         if msg.get("id") != job["id"] or msg.get("status") not in _CHILD_STATUSES:
             raise ValueError(msg.get("status"))
         res.update({k: msg[k] for k in _RESULT_KEYS})
+        if type(msg.get("code_blob")) is str:
+            res["code_blob"] = msg["code_blob"]  # for the twin; not part of the pool's protocol
     except (ValueError, KeyError, TypeError, AttributeError):
         res.update(status="error", value=None, error="malformed result from the sandbox child")
     return res
@@ -411,14 +489,39 @@ def _run_job(job: dict, cfg: dict, workdir: str, devnull: int) -> dict:
     return _fork_child([job], cfg, workdir, devnull, None)[0]
 
 
-def _run_varied(jobs: list[dict], cfg: dict, workdir: str, devnull: int, isolated: bool) -> list[dict]:
-    """The twin's work: each job's runs with a shifted heap, in as few children as possible (one per job when
-    `isolated`); a child that dies mid-batch is replaced for the jobs after the one it died on."""
-    results: list[dict] = []
-    while len(results) < len(jobs):
-        rest = jobs[len(results):len(results) + 1] if isolated else jobs[len(results):]
-        results += _fork_child(rest, cfg, workdir, devnull, int.from_bytes(os.urandom(8), "big"))
-    return results
+class _VariedRunner:
+    """The twin's work: each job's runs with a shifted heap. Batches go to one long-lived jailed child, so a batch
+    costs no fork; a child that fails is replaced for the jobs after the one it failed on, and it is retired
+    after MAX_JOBS jobs, so what jobs leave behind does not pile up. Isolated runs get a fresh child each."""
+
+    MAX_JOBS = 256
+    CPU_S = 3600.0
+    """RLIMIT_CPU of the long-lived child, a backstop only: each job's wall-clock limit is enforced here."""
+
+    def __init__(self, cfg: dict, workdir: str, devnull: int):
+        self.cfg, self.workdir, self.devnull = cfg, workdir, devnull
+        self.child: _ChildProcess | None = None
+
+    def run(self, jobs: list[dict], isolated: bool) -> list[dict]:
+        if isolated:
+            return [_fork_child([job], self.cfg, self.workdir, self.devnull, _random_seed())[0] for job in jobs]
+        results: list[dict] = []
+        while len(results) < len(jobs):
+            rest = jobs[len(results):]
+            if self.child is None:
+                self.child = _ChildProcess(self.cfg, self.workdir, self.devnull, cpu_s=self.CPU_S)
+            t0 = time.perf_counter()
+            msgs, failure = self.child.collect(rest) if self.child.send(rest, _random_seed()) else ([], {})
+            wstatus = None
+            if failure is not None or len(msgs) < len(rest) or self.child.jobs_done >= self.MAX_JOBS:
+                wstatus = self.child.end(kill=True)  # dead, stuck, ended itself, or retired
+                self.child = None
+            results += _results(rest, msgs, failure, wstatus, time.perf_counter() - t0)
+        return results
+
+
+def _random_seed() -> int:
+    return int.from_bytes(os.urandom(8), "big")
 
 
 def _kill_uid(uid: int) -> None:
@@ -462,7 +565,8 @@ class _Twin:
     another PYTHONHASHSEED and its own work dir, driven over a pair of pipes with the pool's framing."""
 
     def __init__(self, cfg: dict):
-        self.cfg = {**cfg, "role": "twin", "workdir": cfg["twin_workdir"]}
+        # Its own uid too: its long-lived child must not be caught by the primary's clean-up of its own uid.
+        self.cfg = {**cfg, "role": "twin", "workdir": cfg["twin_workdir"], "uid": cfg["twin_uid"]}
         self.pid: int | None = None
         self.to_fd = self.from_fd = -1
         self.buf = bytearray()
@@ -539,7 +643,8 @@ def _with_varied_runs(jobs: list[dict], results: list[dict], twin: _Twin) -> Non
     todo = [i for i, job in enumerate(jobs) if job.get("varied") and results[i]["status"] == "ok"]
     if not todo:
         return
-    varied = [{**jobs[i], "repeat": jobs[i]["varied"]} for i in todo]
+    varied = [{**jobs[i], "repeat": jobs[i]["varied"], "varied": 0, "code_blob": results[i].pop("code_blob", None)}
+              for i in todo]
     second = twin.run(varied, isolated=False)
     # In the shared child an earlier job may have disturbed a later one: anything short of reproducing the
     # first value is run again alone, and that run is the verdict.
@@ -594,6 +699,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     twin = _Twin(cfg) if cfg["role"] == "primary" else None
+    varied = _VariedRunner(cfg, workdir, devnull) if twin is None else None
     gc.freeze()  # keep the forked children from copying pages the collector would touch
     fin, fout = 0, os.dup(1)
     os.dup2(devnull, 1)  # stray prints in this process must not corrupt the protocol
@@ -609,16 +715,19 @@ def main() -> None:
             request = json.loads(body)
             jobs = request["jobs"]
             if twin is None:
-                results = _run_varied(jobs, cfg, workdir, devnull, request.get("isolated", False))
+                results = varied.run(jobs, request.get("isolated", False))
             else:
                 results = [_run_job({**job, "repeat": job.get("repeat", 1)}, cfg, workdir, devnull) for job in jobs]
                 _with_varied_runs(jobs, results, twin)
             for res in results:
+                res.pop("code_blob", None)
                 _write_frame(fout, res)
             _reap_orphans()
     finally:
         if twin is not None:
             twin.stop()
+        if varied is not None and varied.child is not None:
+            varied.child.end(kill=True)
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -145,7 +145,8 @@ class SandboxConfig:
     workers: int = 0
     """Worker processes; 0 means one per CPU core."""
     uid_base: int = 61000
-    """When running as root, worker i's children run as uid ``uid_base + i``."""
+    """When running as root, worker i's children run as uid ``uid_base + i``, its twin's (the
+    varied runs) as ``uid_base + 512 + i``."""
     network_namespace: bool = True
     """Put workers in an empty network namespace (needs ``unshare``); off only for debugging."""
     filesystem_jail: bool = True
@@ -176,6 +177,7 @@ class SandboxInfo:
     warnings: tuple[str, ...] = ()
 
 
+_TWIN_UID_OFFSET = 512
 _MINIMAL_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 # The worker's namespace script: a private tmpfs on the work root, then the zygote.
 _MOUNT_SH = 'mount -t tmpfs -o "size=$1,mode=0755" tmpfs "$2" && shift 2 && exec "$@"'
@@ -230,6 +232,7 @@ class _Worker:
             "task_banned_events": sorted(bans.TASK_BANNED_EVENTS),
             "chroot": mode.chroot,
             "uid": cfg.uid_base + idx if mode.drop_uid else None,
+            "twin_uid": cfg.uid_base + _TWIN_UID_OFFSET + idx if mode.drop_uid else None,
             "memory_bytes": cfg.memory_mb << 20,
             "max_processes": cfg.max_processes,
             "max_open_files": cfg.max_open_files,

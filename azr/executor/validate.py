@@ -113,14 +113,16 @@ def static_check(program: str) -> tuple[InvalidReason, str] | None:
 
 
 def validate_many(
-    pool: SandboxPool, tasks: Sequence[tuple[str, str]], runs: int = 2, literal_inputs: bool = True
+    pool: SandboxPool, tasks: Sequence[tuple[str, str]], runs: int = 2, literal_inputs: bool = True,
+    varied: int = 1,
 ) -> list[Validation]:
     """Validate (program, input) pairs; executions go to the pool as one batch.
 
     The determinism check runs the program `runs` times, each from fresh globals, in the task's
-    own jailed child, then once in a varied run (another hash seed and heap layout; see
-    ``Job.varied``), and requires equal values. Proposed inputs must be literal argument lists;
-    ``literal_inputs=False`` accepts argument expressions (see ``input_ok``).
+    own jailed child, then `varied` times in a varied run (another hash seed and heap layout; see
+    ``Job.varied``; 0 skips it, for measuring its cost), and requires equal values. Proposed inputs
+    must be literal argument lists; ``literal_inputs=False`` accepts argument expressions (see
+    ``input_ok``).
     """
     out: list[Validation | None] = [None] * len(tasks)
     to_run = []
@@ -132,7 +134,8 @@ def validate_many(
             out[i] = Validation(InvalidReason.BAD_INPUT, detail=f"input is not a literal argument list: {inp[:200]!r}")
         else:
             to_run.append(i)
-    results = pool.run_many([Job(tasks[i][0], call_expr(tasks[i][1]), repeat=runs, varied=1) for i in to_run])
+    results = pool.run_many([Job(tasks[i][0], call_expr(tasks[i][1]), repeat=runs, varied=varied)
+                            for i in to_run])
     for i, res in zip(to_run, results):
         out[i] = _judge(res)
     return out  # type: ignore[return-value]
@@ -149,5 +152,6 @@ def _judge(res) -> Validation:
     return Validation(None, output=res.values[0])
 
 
-def validate(pool: SandboxPool, program: str, inp: str, runs: int = 2, literal_inputs: bool = True) -> Validation:
-    return validate_many(pool, [(program, inp)], runs, literal_inputs)[0]
+def validate(pool: SandboxPool, program: str, inp: str, runs: int = 2, literal_inputs: bool = True,
+             varied: int = 1) -> Validation:
+    return validate_many(pool, [(program, inp)], runs, literal_inputs, varied)[0]
