@@ -174,14 +174,12 @@ def _arg_text(a) -> str:
 
 def _make_audit_hook(cfg: dict):
     """The run-time ban hook, built once in the zygote; a child installs it with sys.addaudithook (for the rest of
-    its life) after setting _ACTIVE[0] to itself. A banned event calls that child's deny(), which reports the
-    running job as banned and ends the child. The child's task_globals[0] is the globals dict of the task now
-    running, which tells the task's own frames from the standard library's."""
+    its life). A banned event calls _deny(), which reports the running job as banned and ends the child. The
+    globals dict of the task now running (_RUNNING[4]) tells the task's own frames from the standard library's."""
     banned_modules = frozenset(cfg["banned_modules"])
     getframe = sys._getframe
 
-    def deny(what: str) -> None:
-        _ACTIVE[0].deny(what)
+    deny = _deny
 
     def banned(event: str):
         return lambda args: deny(f"{event}({', '.join(_arg_text(a) for a in args[:2])})")
@@ -190,7 +188,7 @@ def _make_audit_hook(cfg: dict):
         report = banned(event)
 
         def check(args) -> None:
-            if getframe(2).f_globals is _ACTIVE[0].task_globals[0]:  # 0: check, 1: hook, 2: raised the event
+            if getframe(2).f_globals is _RUNNING[4]:  # 0: check, 1: hook, 2: the code that raised the event
                 report(args)
         return check
 
@@ -232,93 +230,50 @@ def _shift_heap(seed: int) -> list:
     return keep
 
 
-def _run_task(job: dict, program, call, task_globals: list) -> list[str]:
-    """The job's runs, each from fresh globals; the repr of each value."""
-    values = []
-    for _ in range(job["repeat"]):
-        g = {"__name__": "__azr_task__", "__builtins__": __builtins__}
-        task_globals[0] = g
-        exec(program, g)
-        values.append(repr(eval(call, g)))
-        task_globals[0] = None
-    return values
+def _load(job: dict) -> tuple:
+    """The job's program and call as code objects, and its code to send along (or None). Compiled here, or, for a
+    varied run, the code objects the job's first child compiled and marshalled before the task ran, so that a
+    task is compiled once."""
+    if job.get("code_blob") is not None:
+        code = marshal.loads(binascii.a2b_base64(job["code_blob"]))
+        if not (type(code) is tuple and len(code) == 2 and all(type(c) is _CODE for c in code)):
+            raise ValueError("malformed code from the job's first run")
+        return code[0], code[1], None
+    program = compile(job["code"], "<program>", "exec")
+    call = compile(job["call"], "<call>", "eval")
+    blob = binascii.b2a_base64(marshal.dumps((program, call)), newline=False).decode() if job.get("varied") else None
+    return program, call, blob
 
 
-class _Child:
-    """A forked, jailed child that runs one job, or the varied runs of several, and reports each on a pipe."""
+def _report(status: str, values: list | None, error: str, blob: str | None = None) -> None:
+    """Send the running job's result (its id, output and pipe are in _RUNNING)."""
+    run = _RUNNING
+    _write_frame(run[0], {"id": run[1], "status": status, "value": values, "error": error,
+                          "stdout": run[2].getvalue(), "stderr": run[3].getvalue(), "code_blob": blob})
 
-    def __init__(self, cfg: dict, wfd: int):
-        self.cfg, self.wfd = cfg, wfd
-        self.out = self.err = _CappedWriter(cfg["output_cap"])
-        self.job_id = None
-        self.code_blob: str | None = None
-        self.task_globals: list = [None]
 
-    def report(self, status: str, values: list | None, error: str) -> None:
-        msg = {"id": self.job_id, "status": status, "value": values, "error": error, "stdout": self.out.getvalue(),
-               "stderr": self.err.getvalue(), "code_blob": self.code_blob}
-        _write_frame(self.wfd, msg)
-
-    def deny(self, what: str) -> None:
-        """A banned event: report it for the running job and end the child here, before the capability is used."""
-        try:
-            self.report("banned", None, f"banned at run time: {what}"[:2000])
-        finally:
-            os._exit(0)
-
-    def load(self, job: dict) -> tuple:
-        """The job's program and call as code objects: compiled here, or, for a varied run, the ones the job's
-        first child compiled (so a task is compiled once). A first child with varied runs to come sends its code
-        along, marshalled before the task ran."""
-        if job.get("code_blob") is not None:
-            code = marshal.loads(binascii.a2b_base64(job["code_blob"]))
-            if not (type(code) is tuple and len(code) == 2 and all(type(c) is _CODE for c in code)):
-                raise ValueError("malformed code from the job's first run")
-            return code
-        program = compile(job["code"], "<program>", "exec")
-        call = compile(job["call"], "<call>", "eval")
-        if job.get("varied"):
-            self.code_blob = binascii.b2a_base64(marshal.dumps((program, call)), newline=False).decode()
-        return program, call
-
-    def run(self, job: dict, shift_seed: int | None) -> None:
-        """Run one job and report it; exceptions of the task become its result."""
-        self.job_id = job["id"]
-        self.out, self.err = _CappedWriter(self.cfg["output_cap"]), _CappedWriter(self.cfg["output_cap"])
-        sys.stdout, sys.stderr = self.out, self.err
-        status, values, error = "error", None, ""
-        self.code_blob = None
-        try:
-            program, call = self.load(job)
-            keep = _shift_heap(shift_seed) if shift_seed is not None else None
-            values = _run_task(job, program, call, self.task_globals)
-            del keep
-            if sum(map(len, values)) > self.cfg["max_value_chars"]:
-                values, error = None, f"value repr longer than {self.cfg['max_value_chars']} chars"
-            else:
-                status = "ok"
-        except MemoryError:
-            status, values, error = "memory", None, "MemoryError"
-        except BaseException as e:  # noqa: BLE001 - untrusted code may raise anything, SystemExit included
-            values = None
-            try:
-                error = f"{type(e).__name__}: {e}"[:2000]
-            except BaseException:  # noqa: BLE001 - a hostile __str__
-                error = "exception (unprintable)"
-        self.task_globals[0] = None
-        self.report(status, values, error)
+def _deny(what: str) -> None:
+    """A banned event: report it for the running job and end the child here, before the capability is used."""
+    try:
+        _report("banned", None, f"banned at run time: {what}"[:2000])
+    finally:
+        os._exit(0)
 
 
 def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict] | None, rfd: int | None,
                 shift_seed: int | None, cpu_s: float) -> None:
     """Runs in the forked child: jail, install the hook, run jobs and report each, exit. Never returns. The jobs
-    are `jobs`, or, with `rfd`, every request read from that pipe until it closes (the twin's long-lived child)."""
-    child = _Child(cfg, wfd)
+    are `jobs`, or, with `rfd`, every request read from that pipe until it closes (the twin's long-lived child).
+    Each job's runs start from fresh globals. (One function on purpose: every object a forked child touches
+    costs a copy-on-write page fault, the largest part of a job's cost after the fork itself.)"""
+    run = _RUNNING
+    run[0], run[2] = wfd, _CappedWriter(cfg["output_cap"])
+    run[3] = run[2]
     try:
         _jail(cfg, workdir, devnull, (wfd,) if rfd is None else (wfd, rfd), cpu_s)
         if _HOOK is not None:
-            _ACTIVE[0] = child
             sys.addaudithook(_HOOK)
+        cap, max_chars = cfg["output_cap"], cfg["max_value_chars"]
         while True:
             if rfd is not None:
                 hdr = _read_exact(rfd, _HDR.size)
@@ -328,12 +283,38 @@ def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict
                 request = json.loads(body)
                 jobs, shift_seed = request["jobs"], request["shift_seed"]
             for k, job in enumerate(jobs):
-                child.run(job, None if shift_seed is None else shift_seed + k)
+                run[1], run[2], run[3] = job["id"], _CappedWriter(cap), _CappedWriter(cap)
+                sys.stdout, sys.stderr = run[2], run[3]
+                status, values, error, blob = "error", None, "", None
+                try:
+                    program, call, blob = _load(job)
+                    keep = None if shift_seed is None else _shift_heap(shift_seed + k)
+                    values = []
+                    for _ in range(job["repeat"]):  # each run starts from fresh globals
+                        g = {"__name__": "__azr_task__", "__builtins__": __builtins__}
+                        run[4] = g
+                        exec(program, g)
+                        values.append(repr(eval(call, g)))
+                    del keep
+                    if sum(map(len, values)) > max_chars:
+                        values, error = None, f"value repr longer than {max_chars} chars"
+                    else:
+                        status = "ok"
+                except MemoryError:
+                    status, values, error = "memory", None, "MemoryError"
+                except BaseException as e:  # noqa: BLE001 - untrusted code may raise anything, SystemExit included
+                    values = None
+                    try:
+                        error = f"{type(e).__name__}: {e}"[:2000]
+                    except BaseException:  # noqa: BLE001 - a hostile __str__
+                        error = "exception (unprintable)"
+                run[4] = None
+                _report(status, values, error, blob)
             if rfd is None:
                 break
     except BaseException as e:  # noqa: BLE001 - a failed jail (or a write to a closed pipe) ends the child
         try:
-            child.report("error", None, f"sandbox child failed: {type(e).__name__}: {e}"[:2000])
+            _report("error", None, f"sandbox child failed: {type(e).__name__}: {e}"[:2000])
         except BaseException:  # noqa: BLE001
             pass
     finally:
@@ -638,13 +619,18 @@ class _Twin:
         return frames
 
 
+def _varied_job(job: dict, blob: str | None) -> dict:
+    """What the twin needs for a job's varied runs: its compiled code when the first child sent it, else the text."""
+    out = {"id": job["id"], "timeout_s": job["timeout_s"], "repeat": job["varied"], "code_blob": blob}
+    return out if blob is not None else {**out, "code": job["code"], "call": job["call"]}
+
+
 def _with_varied_runs(jobs: list[dict], results: list[dict], twin: _Twin) -> None:
     """Add each ok job's varied runs (in the twin) to its result; a varied run that fails fails the job."""
     todo = [i for i, job in enumerate(jobs) if job.get("varied") and results[i]["status"] == "ok"]
     if not todo:
         return
-    varied = [{**jobs[i], "repeat": jobs[i]["varied"], "varied": 0, "code_blob": results[i].pop("code_blob", None)}
-              for i in todo]
+    varied = [_varied_job(jobs[i], results[i].pop("code_blob", None)) for i in todo]
     second = twin.run(varied, isolated=False)
     # In the shared child an earlier job may have disturbed a later one: anything short of reproducing the
     # first value is run again alone, and that run is the verdict.
@@ -735,8 +721,9 @@ _IMPORTABLE: frozenset[str] = frozenset()
 """Modules a task may import (set in main)."""
 _HOOK = None
 """The run-time ban hook (built in main when the pool asks for it)."""
-_ACTIVE: list = [None]
-"""The _Child running in this process: set in the forked child before the hook is installed."""
+_RUNNING: list = [-1, None, None, None, None]
+"""In a child: its result pipe, and the running job's id, stdout and stderr sinks and task globals (the hook's
+deny() reports through it, and the hook tells the task's frames by its globals)."""
 
 if __name__ == "__main__":
     main()
