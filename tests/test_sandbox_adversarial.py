@@ -26,7 +26,8 @@ def assert_alive(pool: SandboxPool) -> None:
 
 
 def sandbox_uid_processes(pool: SandboxPool) -> list[int]:
-    """Host pids of processes running as one of the pool's sandbox uids."""
+    """Host pids of live processes running as one of the pool's sandbox uids. A zombie is not counted: it has
+    terminated, and the worker reaps it (as the pid namespace's init) at its next request."""
     uids = {str(pool.config.uid_base + i) for i in range(8)}
     found = []
     for entry in Path("/proc").iterdir():
@@ -37,7 +38,8 @@ def sandbox_uid_processes(pool: SandboxPool) -> list[int]:
         except OSError:
             continue
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        if uid_line.split()[1] in uids:
+        state = next((line for line in status.splitlines() if line.startswith("State:")), "")
+        if uid_line.split()[1] in uids and "zombie" not in state:
             found.append(int(entry.name))
     return found
 
