@@ -39,16 +39,15 @@ Protocol: a frame is a 4-byte big-endian length followed by UTF-8 JSON.
 
 from __future__ import annotations
 
-import binascii
 import gc
 import itertools
 import json
-import marshal
 import os
 import resource
 import select
 import shutil
 import signal
+import socket
 import struct
 import sys
 import time
@@ -69,7 +68,6 @@ _HDR = struct.Struct(">I")
 _MAX_RESULT_BYTES = 4 << 20
 _RESULT_KEYS = ("status", "value", "error", "stdout", "stderr")
 _CHILD_STATUSES = ("ok", "error", "memory", "banned")
-_CODE = type(compile("0", "<none>", "eval"))
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -231,25 +229,22 @@ def _shift_heap(seed: int) -> list:
 
 
 def _load(job: dict) -> tuple:
-    """The job's program and call as code objects, and its code to send along (or None). Compiled here, or, for a
-    varied run, the code objects the job's first child compiled and marshalled before the task ran, so that a
-    task is compiled once."""
-    if job.get("code_blob") is not None:
-        code = marshal.loads(binascii.a2b_base64(job["code_blob"]))
-        if not (type(code) is tuple and len(code) == 2 and all(type(c) is _CODE for c in code)):
-            raise ValueError("malformed code from the job's first run")
-        return code[0], code[1], None
-    program = compile(job["code"], "<program>", "exec")
-    call = compile(job["call"], "<call>", "eval")
-    blob = binascii.b2a_base64(marshal.dumps((program, call)), newline=False).decode() if job.get("varied") else None
-    return program, call, blob
+    """The job's program and call, compiled (in the jailed child: compiling hostile text can eat memory)."""
+    return compile(job["code"], "<program>", "exec"), compile(job["call"], "<call>", "eval")
 
 
-def _report(status: str, values: list | None, error: str, blob: str | None = None) -> None:
-    """Send the running job's result (its id, output and pipe are in _RUNNING)."""
+def _report(status: str, values: list | None, error: str, flush: bool = True) -> None:
+    """Send the running job's result (its id, output and pipe are in _RUNNING), with any held back before it;
+    flush=False holds it back (a runner sends a batch's results together, so the primary wakes once)."""
     run = _RUNNING
-    _write_frame(run[0], {"id": run[1], "status": status, "value": values, "error": error,
-                          "stdout": run[2].getvalue(), "stderr": run[3].getvalue(), "code_blob": blob})
+    data = json.dumps({"id": run[1], "status": status, "value": values, "error": error,
+                       "stdout": run[2].getvalue(), "stderr": run[3].getvalue()}).encode()
+    run[5].append(_HDR.pack(len(data)) + data)
+    if flush:
+        view = memoryview(b"".join(run[5]))
+        run[5].clear()
+        while view:
+            view = view[os.write(run[0], view):]
 
 
 def _deny(what: str) -> None:
@@ -282,12 +277,13 @@ def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict
                     break
                 request = json.loads(body)
                 jobs, shift_seed = request["jobs"], request["shift_seed"]
+            held = time.perf_counter()
             for k, job in enumerate(jobs):
                 run[1], run[2], run[3] = job["id"], _CappedWriter(cap), _CappedWriter(cap)
                 sys.stdout, sys.stderr = run[2], run[3]
-                status, values, error, blob = "error", None, "", None
+                status, values, error = "error", None, ""
                 try:
-                    program, call, blob = _load(job)
+                    program, call = _load(job)
                     keep = None if shift_seed is None else _shift_heap(shift_seed + k)
                     values = []
                     for _ in range(job["repeat"]):  # each run starts from fresh globals
@@ -309,7 +305,9 @@ def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict
                     except BaseException:  # noqa: BLE001 - a hostile __str__
                         error = "exception (unprintable)"
                 run[4] = None
-                _report(status, values, error, blob)
+                # A runner holds results back for up to _HOLD_S, then sends what it has with the next one.
+                _report(status, values, error, k == len(jobs) - 1 or time.perf_counter() - held > _HOLD_S)
+                held = time.perf_counter() if not run[5] else held
             if rfd is None:
                 break
     except BaseException as e:  # noqa: BLE001 - a failed jail (or a write to a closed pipe) ends the child
@@ -324,31 +322,37 @@ def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict
 # -- the zygote side: fork, watch, collect -----------------------------------------------------
 
 class _ChildProcess:
-    """A forked, jailed child seen from the zygote: the jobs go in (through the fork, or a pipe for a long-lived
-    child), one result frame per job comes back, each job within its own time limit."""
+    """A jailed child seen from a zygote: the jobs go in (through the fork, or a pipe for a long-lived child),
+    one result frame per job comes back, each job within its own time limit. `own` says whether this process
+    forked it (and so reaps it and cleans up after it) or was handed its pipes (the primary, for its twin's
+    long-lived child)."""
 
-    def __init__(self, cfg: dict, workdir: str, devnull: int, jobs: list[dict] | None = None,
-                 shift_seed: int | None = None, cpu_s: float = 0.0):
-        self.cfg, self.workdir = cfg, workdir
-        rfd, wfd = os.pipe()
-        job_r, self.job_w = os.pipe() if jobs is None else (None, None)
+    def __init__(self, cfg: dict, workdir: str, pid: int, rfd: int, job_w: int | None, own: bool):
+        self.cfg, self.workdir, self.pid, self.rfd, self.job_w, self.own = cfg, workdir, pid, rfd, job_w, own
         self.t0 = time.perf_counter()
-        self.pid = os.fork()
-        if self.pid == 0:
-            os.close(rfd)
-            if self.job_w is not None:
-                os.close(self.job_w)
-            _child_main(cfg, workdir, devnull, wfd, jobs, job_r, shift_seed, cpu_s)
-        os.close(wfd)
-        if job_r is not None:
-            os.close(job_r)
-        self.rfd = rfd
         # Watch the child itself too: a grandchild holding the pipe open must not delay the result.
-        self.pidfd = os.pidfd_open(self.pid) if hasattr(os, "pidfd_open") else None
+        self.pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
         os.set_blocking(rfd, False)
         self.buf = bytearray()
         self.exited = False
         self.jobs_done = 0
+
+    @classmethod
+    def fork(cls, cfg: dict, workdir: str, devnull: int, jobs: list[dict] | None = None,
+             shift_seed: int | None = None, cpu_s: float = 0.0) -> "_ChildProcess":
+        """Fork a child for `jobs`, or, without jobs, a long-lived one that reads requests from a pipe."""
+        rfd, wfd = os.pipe()
+        job_r, job_w = os.pipe() if jobs is None else (None, None)
+        pid = os.fork()
+        if pid == 0:
+            os.close(rfd)
+            if job_w is not None:
+                os.close(job_w)
+            _child_main(cfg, workdir, devnull, wfd, jobs, job_r, shift_seed, cpu_s)
+        os.close(wfd)
+        if job_r is not None:
+            os.close(job_r)
+        return cls(cfg, workdir, pid, rfd, job_w, own=True)
 
     def send(self, jobs: list[dict], shift_seed: int) -> bool:
         try:
@@ -396,8 +400,9 @@ class _ChildProcess:
         self.jobs_done += len(results)
         return results, failure
 
-    def end(self, kill: bool) -> int:
-        """Stop the child (SIGKILL when `kill`, else wait for its exit), clean up after it; its wait status."""
+    def end(self, kill: bool) -> int | None:
+        """Stop the child (SIGKILL when `kill`, else wait for its exit) and, if this process owns it, reap it and
+        clean up after it: its wait status (None for a child owned elsewhere; its owner reaps it)."""
         for fd in (self.pidfd, self.rfd, self.job_w):
             if fd is not None:
                 os.close(fd)
@@ -407,31 +412,38 @@ class _ChildProcess:
                     target()
                 except OSError:
                     pass
-        _, wstatus = os.waitpid(self.pid, 0)
-        # The child ran alone in its process group; anything it left there dies now.
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        if self.cfg["max_processes"] > 1 and self.cfg["uid"] is not None:
-            _kill_uid(self.cfg["uid"])  # forks were allowed: a setsid'd grandchild may have left the group
-        _reset_workdir(self.workdir, self.cfg)
-        return wstatus
+        return _reap(self.pid, self.workdir, self.cfg) if self.own else None
+
+
+def _reap(pid: int, workdir: str, cfg: dict) -> int:
+    """Wait for a child of ours, kill what it left behind, empty its work dir; its wait status."""
+    _, wstatus = os.waitpid(pid, 0)
+    # The child ran alone in its process group; anything it left there dies now.
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if cfg["max_processes"] > 1 and cfg["uid"] is not None:
+        _kill_uid(cfg["uid"])  # forks were allowed: a setsid'd grandchild may have left the group
+    _reset_workdir(workdir, cfg)
+    return wstatus
 
 
 def _results(jobs: list[dict], msgs: list[dict], failure: dict | None, wstatus: int | None, duration: float) -> list[dict]:
     """Results for the jobs reported, then for the one that failed (if one did)."""
     out = [_result(job, msg, duration / max(len(msgs), 1)) for job, msg in zip(jobs, msgs)]
     if failure is not None and len(out) < len(jobs):
-        out.append(_failed(jobs[len(out)], failure or _exit_failure(wstatus or 0), duration))
+        died = {"status": "killed", "error": "the sandbox child died"}
+        out.append(_failed(jobs[len(out)], failure or (_exit_failure(wstatus) if wstatus is not None else died),
+                           duration))
     return out
 
 
 def _fork_child(jobs: list[dict], cfg: dict, workdir: str, devnull: int, shift_seed: int | None) -> list[dict]:
     """One fresh child for `jobs`, a result per job in order; after a failure the list is shorter than `jobs`
     (the failed job has its failure as its result, the ones after it have none)."""
-    child = _ChildProcess(cfg, workdir, devnull, jobs, shift_seed,
-                          sum(float(j["timeout_s"]) * j["repeat"] for j in jobs))
+    child = _ChildProcess.fork(cfg, workdir, devnull, jobs, shift_seed,
+                               sum(float(j["timeout_s"]) * j["repeat"] for j in jobs))
     msgs, failure = child.collect(jobs)
     wstatus = child.end(kill=bool(failure))
     return _results(jobs, msgs, failure, wstatus, time.perf_counter() - child.t0)
@@ -444,8 +456,6 @@ def _result(job: dict, msg: dict, duration: float) -> dict:
         if msg.get("id") != job["id"] or msg.get("status") not in _CHILD_STATUSES:
             raise ValueError(msg.get("status"))
         res.update({k: msg[k] for k in _RESULT_KEYS})
-        if type(msg.get("code_blob")) is str:
-            res["code_blob"] = msg["code_blob"]  # for the twin; not part of the pool's protocol
     except (ValueError, KeyError, TypeError, AttributeError):
         res.update(status="error", value=None, error="malformed result from the sandbox child")
     return res
@@ -468,37 +478,6 @@ def _failed(job: dict, failure: dict, duration: float) -> dict:
 def _run_job(job: dict, cfg: dict, workdir: str, devnull: int) -> dict:
     """One job's `repeat` runs in one fresh child."""
     return _fork_child([job], cfg, workdir, devnull, None)[0]
-
-
-class _VariedRunner:
-    """The twin's work: each job's runs with a shifted heap. Batches go to one long-lived jailed child, so a batch
-    costs no fork; a child that fails is replaced for the jobs after the one it failed on, and it is retired
-    after MAX_JOBS jobs, so what jobs leave behind does not pile up. Isolated runs get a fresh child each."""
-
-    MAX_JOBS = 256
-    CPU_S = 3600.0
-    """RLIMIT_CPU of the long-lived child, a backstop only: each job's wall-clock limit is enforced here."""
-
-    def __init__(self, cfg: dict, workdir: str, devnull: int):
-        self.cfg, self.workdir, self.devnull = cfg, workdir, devnull
-        self.child: _ChildProcess | None = None
-
-    def run(self, jobs: list[dict], isolated: bool) -> list[dict]:
-        if isolated:
-            return [_fork_child([job], self.cfg, self.workdir, self.devnull, _random_seed())[0] for job in jobs]
-        results: list[dict] = []
-        while len(results) < len(jobs):
-            rest = jobs[len(results):]
-            if self.child is None:
-                self.child = _ChildProcess(self.cfg, self.workdir, self.devnull, cpu_s=self.CPU_S)
-            t0 = time.perf_counter()
-            msgs, failure = self.child.collect(rest) if self.child.send(rest, _random_seed()) else ([], {})
-            wstatus = None
-            if failure is not None or len(msgs) < len(rest) or self.child.jobs_done >= self.MAX_JOBS:
-                wstatus = self.child.end(kill=True)  # dead, stuck, ended itself, or retired
-                self.child = None
-            results += _results(rest, msgs, failure, wstatus, time.perf_counter() - t0)
-        return results
 
 
 def _random_seed() -> int:
@@ -542,87 +521,155 @@ def _reap_orphans() -> None:
 
 
 class _Twin:
-    """The zygote that runs varied runs: this same script, started by the primary inside its namespaces with
-    another PYTHONHASHSEED and its own work dir, driven over a pair of pipes with the pool's framing."""
+    """The primary's view of its twin: the zygote that runs varied runs, this same script started inside the same
+    namespaces with another PYTHONHASHSEED, its own work dir and uid, over a unix socket.
+
+    The twin forks a long-lived jailed child (the runner) and hands its pipes to the primary (SCM_RIGHTS), which
+    then sends it batches and watches each job's time limit itself: a batch costs neither a fork nor a relay
+    through the twin. A runner that fails is killed and the twin forks another for the jobs after the one it
+    failed on; a runner is retired after MAX_JOBS jobs, so what jobs leave behind does not pile up. Isolated
+    runs go to the twin, which forks a fresh child for each."""
+
+    MAX_JOBS = 256
+    RUNNER_CPU_S = 3600.0
+    """RLIMIT_CPU of a runner, a backstop only: each job's wall-clock limit is enforced here."""
 
     def __init__(self, cfg: dict):
-        # Its own uid too: its long-lived child must not be caught by the primary's clean-up of its own uid.
+        # Its own uid: its runner must not be caught by the primary's clean-up of its own uid.
         self.cfg = {**cfg, "role": "twin", "workdir": cfg["twin_workdir"], "uid": cfg["twin_uid"]}
         self.pid: int | None = None
-        self.to_fd = self.from_fd = -1
+        self.sock: socket.socket | None = None
         self.buf = bytearray()
+        self.runner: _ChildProcess | None = None
 
     def _start(self) -> None:
-        in_r, in_w = os.pipe()
-        out_r, out_w = os.pipe()
+        mine, theirs = socket.socketpair()
         env = {**os.environ, "PYTHONHASHSEED": str(self.cfg["twin_hash_seed"])}
         pid = os.fork()
         if pid == 0:
             try:
-                os.dup2(in_r, 0)
-                os.dup2(out_w, 1)
+                os.dup2(theirs.fileno(), 0)
                 os.closerange(3, 1 << 16)
                 os.execve(sys.executable, [sys.executable, "-S", "-B", os.path.abspath(__file__),
                                            json.dumps(self.cfg)], env)
             finally:
                 os._exit(127)
-        os.close(in_r)
-        os.close(out_w)
-        self.pid, self.to_fd, self.from_fd, self.buf = pid, in_w, out_r, bytearray()
+        theirs.close()
+        self.pid, self.sock, self.buf = pid, mine, bytearray()
         if not self._read(1, time.monotonic() + 60):
             self.stop()
             raise RuntimeError("the sandbox's twin zygote did not start")
 
     def _read(self, n: int, deadline: float) -> list[dict] | None:
         """The next `n` frames, or None if the twin dies or the deadline passes first."""
-        frames: list[dict] = []
+        frames = _split_frames(self.buf)
+        fd = self.sock.fileno()
         while len(frames) < n:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.from_fd], [], [], left)[0]:
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
                 return None
-            chunk = os.read(self.from_fd, 1 << 20)
+            chunk = os.read(fd, 1 << 20)
             if not chunk:
                 return None
             self.buf += chunk
             frames += _split_frames(self.buf)
         return frames
 
-    def stop(self) -> None:
-        for fd in (self.to_fd, self.from_fd):
-            try:
+    def _new_runner(self) -> _ChildProcess | None:
+        """Ask the twin for a runner: its pid comes back with its job and result pipes attached."""
+        try:
+            _write_frame(self.sock.fileno(), {"op": "runner"})
+            if not select.select([self.sock], [], [], 60)[0]:
+                return None
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 2)
+            self.buf += data
+            msg = self._read(1, time.monotonic() + 60) if len(fds) == 2 else None
+        except OSError:
+            return None
+        if not msg or not isinstance(msg[0].get("pid"), int):
+            for fd in fds:
                 os.close(fd)
-            except OSError:
-                pass
+            return None
+        job_w, rfd = fds
+        return _ChildProcess(self.cfg, self.cfg["workdir"], msg[0]["pid"], rfd, job_w, own=False)
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.end(kill=True)
+            self.runner = None
+        if self.sock is not None:
+            self.sock.close()
         if self.pid is not None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)
             except (OSError, ChildProcessError):
                 pass
-        self.pid, self.to_fd, self.from_fd = None, -1, -1
+        self.pid, self.sock = None, None
+
+    def _died(self, jobs: list[dict]) -> list[dict]:
+        self.stop()
+        return [_failed(j, {"status": "killed", "error": "the sandbox's twin zygote died"}, 0.0) for j in jobs]
 
     def run(self, jobs: list[dict], isolated: bool) -> list[dict]:
         """Each job's varied runs, one result per job. If the twin itself fails, the jobs fail (it is restarted on
         the next call)."""
         if self.pid is None:
             self._start()
-        # Its own per-job limits end every child in time; this deadline only catches a stuck twin.
-        budget = sum(float(j["timeout_s"]) * j["repeat"] for j in jobs) + 5.0 * len(jobs) + 10.0
+        if isolated:  # a fresh child each, in the twin; its own per-job limits end them in time
+            budget = sum(float(j["timeout_s"]) * j["repeat"] for j in jobs) + 5.0 * len(jobs) + 10.0
+            try:
+                _write_frame(self.sock.fileno(), {"op": "isolated", "jobs": jobs})
+                frames = self._read(len(jobs), time.monotonic() + budget)
+            except OSError:
+                frames = None
+            return frames if frames is not None else self._died(jobs)
+        results: list[dict] = []
+        while len(results) < len(jobs):
+            rest = jobs[len(results):]
+            if self.runner is None:
+                self.runner = self._new_runner()
+                if self.runner is None:
+                    return results + self._died(rest)
+            t0 = time.perf_counter()
+            runner = self.runner
+            msgs, failure = runner.collect(rest) if runner.send(rest, _random_seed()) else ([], {})
+            if failure is not None or len(msgs) < len(rest) or runner.jobs_done >= self.MAX_JOBS:
+                runner.end(kill=True)  # dead, stuck, ended itself, or retired; the twin reaps it
+                self.runner = None
+            results += _results(rest, msgs, failure, None, time.perf_counter() - t0)
+        return results
+
+
+def _serve_twin(cfg: dict, workdir: str, devnull: int) -> None:
+    """The twin's loop: fork runners for the primary (handing it their pipes) and run isolated jobs."""
+    sock = socket.socket(fileno=0)
+    runner: int | None = None
+    while True:
+        hdr = _read_exact(0, _HDR.size)
+        body = _read_exact(0, _HDR.unpack(hdr)[0]) if hdr else None
+        if body is None:
+            break
+        request = json.loads(body)
+        if request["op"] == "isolated":
+            for job in request["jobs"]:
+                _write_frame(1, _fork_child([job], cfg, workdir, devnull, _random_seed())[0])
+            continue
+        if runner is not None:
+            _reap(runner, workdir, cfg)  # the primary has killed it or let it go
+        child = _ChildProcess.fork(cfg, workdir, devnull, cpu_s=_Twin.RUNNER_CPU_S)
+        data = json.dumps({"pid": child.pid}).encode()
+        socket.send_fds(sock, [_HDR.pack(len(data)) + data], [child.job_w, child.rfd])
+        for fd in (child.job_w, child.rfd, child.pidfd):
+            if fd is not None:
+                os.close(fd)
+        runner = child.pid
+    if runner is not None:
         try:
-            _write_frame(self.to_fd, {"jobs": jobs, "isolated": isolated})
-            frames = self._read(len(jobs), time.monotonic() + budget)
+            os.killpg(runner, signal.SIGKILL)
         except OSError:
-            frames = None
-        if frames is None:
-            self.stop()
-            return [_failed(j, {"status": "killed", "error": "the sandbox's twin zygote died"}, 0.0) for j in jobs]
-        return frames
-
-
-def _varied_job(job: dict, blob: str | None) -> dict:
-    """What the twin needs for a job's varied runs: its compiled code when the first child sent it, else the text."""
-    out = {"id": job["id"], "timeout_s": job["timeout_s"], "repeat": job["varied"], "code_blob": blob}
-    return out if blob is not None else {**out, "code": job["code"], "call": job["call"]}
+            pass
+        _reap(runner, workdir, cfg)
 
 
 def _with_varied_runs(jobs: list[dict], results: list[dict], twin: _Twin) -> None:
@@ -630,7 +677,8 @@ def _with_varied_runs(jobs: list[dict], results: list[dict], twin: _Twin) -> Non
     todo = [i for i, job in enumerate(jobs) if job.get("varied") and results[i]["status"] == "ok"]
     if not todo:
         return
-    varied = [_varied_job(jobs[i], results[i].pop("code_blob", None)) for i in todo]
+    varied = [{"id": jobs[i]["id"], "code": jobs[i]["code"], "call": jobs[i]["call"], "timeout_s": jobs[i]["timeout_s"],
+               "repeat": jobs[i]["varied"]} for i in todo]
     second = twin.run(varied, isolated=False)
     # In the shared child an earlier job may have disturbed a later one: anything short of reproducing the
     # first value is run again alone, and that run is the verdict.
@@ -684,9 +732,14 @@ def main() -> None:
         os.chown(workdir, cfg["uid"], cfg["uid"])
     devnull = os.open(os.devnull, os.O_RDWR)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    twin = _Twin(cfg) if cfg["role"] == "primary" else None
-    varied = _VariedRunner(cfg, workdir, devnull) if twin is None else None
     gc.freeze()  # keep the forked children from copying pages the collector would touch
+    if cfg["role"] == "twin":  # its socket to the primary is fd 0; replies go out on it too
+        os.dup2(0, 1)
+        _write_frame(1, {"ready": True, "pid": os.getpid()})
+        _serve_twin(cfg, workdir, devnull)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    twin = _Twin(cfg)
     fin, fout = 0, os.dup(1)
     os.dup2(devnull, 1)  # stray prints in this process must not corrupt the protocol
     _write_frame(fout, {"ready": True, "pid": os.getpid()})
@@ -698,22 +751,14 @@ def main() -> None:
             body = _read_exact(fin, _HDR.unpack(hdr)[0])
             if body is None:
                 break
-            request = json.loads(body)
-            jobs = request["jobs"]
-            if twin is None:
-                results = varied.run(jobs, request.get("isolated", False))
-            else:
-                results = [_run_job({**job, "repeat": job.get("repeat", 1)}, cfg, workdir, devnull) for job in jobs]
-                _with_varied_runs(jobs, results, twin)
+            jobs = json.loads(body)["jobs"]
+            results = [_run_job({**job, "repeat": job.get("repeat", 1)}, cfg, workdir, devnull) for job in jobs]
+            _with_varied_runs(jobs, results, twin)
             for res in results:
-                res.pop("code_blob", None)
                 _write_frame(fout, res)
             _reap_orphans()
     finally:
-        if twin is not None:
-            twin.stop()
-        if varied is not None and varied.child is not None:
-            varied.child.end(kill=True)
+        twin.stop()
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -721,9 +766,11 @@ _IMPORTABLE: frozenset[str] = frozenset()
 """Modules a task may import (set in main)."""
 _HOOK = None
 """The run-time ban hook (built in main when the pool asks for it)."""
-_RUNNING: list = [-1, None, None, None, None]
-"""In a child: its result pipe, and the running job's id, stdout and stderr sinks and task globals (the hook's
-deny() reports through it, and the hook tells the task's frames by its globals)."""
+_RUNNING: list = [-1, None, None, None, None, []]
+"""In a child: its result pipe, the running job's id, stdout and stderr sinks and task globals (the hook's deny()
+reports through it, and the hook tells the task's frames by its globals), and the results held back."""
+_HOLD_S = 0.05
+"""How long a runner may hold finished results back before sending them (well under any job's time limit)."""
 
 if __name__ == "__main__":
     main()

@@ -32,6 +32,7 @@ BANNED_EVENTS = frozenset({
     "builtins.input", "builtins.breakpoint", "pdb.set_trace",
     "sys.addaudithook", "sys.settrace", "sys.setprofile",        # tampering with this very check
     "sys._current_frames", "sys._current_exceptions", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+    "marshal.load", "marshal.loads",                             # bytecode from data
 })
 """Audit events that mean a banned capability whoever raises them."""
 BANNED_EVENT_PREFIXES = ("os.", "socket.", "subprocess.", "shutil.", "ctypes.", "fcntl.", "mmap.", "pty.",
@@ -42,7 +43,6 @@ BANNED_EVENT_PREFIXES = ("os.", "socket.", "subprocess.", "shutil.", "ctypes.", 
 TASK_BANNED_EVENTS = frozenset({
     "exec", "compile",                          # exec / eval / compile of strings (or code objects)
     "code.__new__", "function.__new__",         # building code or functions by hand
-    "marshal.load", "marshal.loads",            # bytecode from data (the sandbox's own varied runs use it)
     "object.__getattr__",                       # code, frame and traceback internals (__code__, tb_frame, f_code…)
 })
 """Audit events banned when the task's own code raises them. The standard library raises them too, legitimately
