@@ -20,21 +20,25 @@ a program does, it is not the security boundary (the jail is).
 
 Varied runs (the determinism check). A job may ask for ``varied`` runs besides its ``repeat`` runs.
 They happen in a *twin* zygote that this one starts on first need, inside the same namespaces but
-with another ``PYTHONHASHSEED``, so string hashes, and with them set order, differ; before each
-varied run the child makes random-size allocations that stay alive, so objects land at other
-addresses. A value that depends on hash order or addresses then differs from the first run's.
-To keep the cost near one fork per job, the twin runs the varied runs of a whole batch of jobs in
-one jailed child, each from fresh globals. Jobs in one child could disturb each other, so a varied
-run that does not reproduce the first run's value (or fails) is run again alone in a fresh child,
-and that isolated run is the one reported. (A hostile job could even write results for the jobs
-after it; a forged value still counts only if it equals that job's first-run value, which the
-twin never sees.)
+with another ``PYTHONHASHSEED`` (so string hashes, and with them set order, differ), its own work
+dir and uid. Before each varied run the child makes random-size allocations that stay alive, so
+objects land at other addresses. A value that depends on hash order or addresses then differs
+from the first run's. To keep the cost near one fork per job, the twin forks one long-lived jailed
+child (a runner) and hands its pipes to this zygote over a unix socket (SCM_RIGHTS); this zygote
+sends it each batch's varied runs, each run from fresh globals, and watches every job's time limit
+itself. Jobs in one runner could disturb each other, so a varied run that does not reproduce the
+first run's value (or fails) is run again alone in a fresh child forked by the twin, and that
+isolated run is the one reported. (A hostile job could even write results for the jobs after it;
+a forged value still counts only if it equals that job's first-run value, which the runner never
+sees.) A runner is replaced when it fails, and retired after a few hundred jobs.
 
 Protocol: a frame is a 4-byte big-endian length followed by UTF-8 JSON.
   request:  {"jobs": [{"id", "code", "call", "timeout_s", "repeat", "varied"}, ...]}
-            (to a twin: {"jobs": [...], "isolated": bool}; each job's runs are its varied runs)
   response: one frame per job, {"id", "status", "value": [repr per run] | null, "error", "stdout",
             "stderr", "duration_s"}; the repeat runs' values come first, then the varied runs'.
+  to the twin: {"op": "runner"} (answered by the runner's pid, its job and result pipes attached)
+            or {"op": "isolated", "jobs": [...]} (answered by a frame per job, each run in a fresh child);
+  to a runner: {"jobs": [...], "shift_seed": int}, answered by a frame per job.
 """
 
 from __future__ import annotations
@@ -615,7 +619,10 @@ class _Twin:
         """Each job's varied runs, one result per job. If the twin itself fails, the jobs fail (it is restarted on
         the next call)."""
         if self.pid is None:
-            self._start()
+            try:
+                self._start()
+            except (OSError, RuntimeError):
+                return self._died(jobs)
         if isolated:  # a fresh child each, in the twin; its own per-job limits end them in time
             budget = sum(float(j["timeout_s"]) * j["repeat"] for j in jobs) + 5.0 * len(jobs) + 10.0
             try:

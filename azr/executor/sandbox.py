@@ -8,10 +8,11 @@ How a job runs. The pool keeps a few long-lived worker processes ("zygotes", ``_
 Each worker forks one fresh child per job; the child jails itself before it compiles the
 program, runs it, and reports. A job therefore never shares state with another job, yet pays
 for a fork instead of a fresh interpreter. A job's ``varied`` runs (the determinism check) go
-to the worker's twin zygote, started inside the same namespaces with another string hash seed:
-its child shifts the heap with random-size allocations before each run. The twin runs a batch's
-varied runs in one jailed child; any that does not reproduce the first run is run again alone,
-and that run counts (``_zygote.py`` explains why this keeps the verdicts per job).
+to the worker's twin zygote, started inside the same namespaces with another string hash seed,
+whose jailed child shifts the heap with random-size allocations before each run. One long-lived
+child of the twin runs the varied runs of batch after batch; any that does not reproduce the
+first run is run again alone in a fresh child, and that run counts (``_zygote.py`` explains why
+this keeps the verdicts per job).
 
 Run-time bans. With ``SandboxConfig.audit`` (the default) each child installs a PEP 578 audit
 hook before the task runs: an event of a banned capability (``bans.py``: opening a file,
