@@ -77,6 +77,12 @@ def test_each_audited_event_is_banned(pool, name):
     banned_at_run_time(pool, body, event)
 
 
+def test_the_sandbox_worker_itself_cannot_be_imported(pool):
+    # Its globals hold the hook's bookkeeping; a task that imports it gets what an unknown module gives.
+    res = pool.run(Job("import __main__\ndef f(x):\n    return x", "f(1)"))
+    assert res.status is Status.ERROR and "ModuleNotFoundError" in res.error
+
+
 def test_catching_the_exception_does_not_undo_the_verdict(pool):
     body = (f"    try:\n        {OS}.system('true')\n    except BaseException:\n        pass\n"
             "    try:\n        getattr(__builtins__, 'op' + 'en')('/x')\n    except BaseException:\n        pass")

@@ -201,9 +201,17 @@ def _make_audit_hook(cfg: dict):
         if name not in _IMPORTABLE:
             raise ModuleNotFoundError(f"No module named {name!r} (the sandbox offers the preloaded ones)", name=name)
 
+    check_exec_from_task = banned_from_task("exec")
+
+    def check_exec(args) -> None:
+        # The child's own exec of the job's code needs no frame lookup: it is the code object it compiled.
+        if args[0] is not _RUNNING[6] and args[0] is not _RUNNING[7]:
+            check_exec_from_task(args)
+
     handlers = {ev: banned(ev) for ev in cfg["banned_events"]}
     handlers.update({ev: banned_from_task(ev) for ev in cfg["task_banned_events"]})
     handlers["import"] = check_import
+    handlers["exec"] = check_exec
     prefixes = tuple(cfg["banned_event_prefixes"])
 
     def hook(event: str, args: tuple) -> None:
@@ -270,8 +278,7 @@ def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict
     run[3] = run[2]
     try:
         _jail(cfg, workdir, devnull, (wfd,) if rfd is None else (wfd, rfd), cpu_s)
-        if _HOOK is not None:
-            sys.addaudithook(_HOOK)
+        hooked = _HOOK is None
         cap, max_chars = cfg["output_cap"], cfg["max_value_chars"]
         while True:
             if rfd is not None:
@@ -288,6 +295,10 @@ def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict
                 status, values, error = "error", None, ""
                 try:
                     program, call = _load(job)
+                    if not hooked:  # after the first compile: the child's own compile is not the task's
+                        sys.addaudithook(_HOOK)
+                        hooked = True
+                    run[6], run[7] = program, call
                     keep = None if shift_seed is None else _shift_heap(shift_seed + k)
                     values = []
                     for _ in range(job["repeat"]):  # each run starts from fresh globals
@@ -707,8 +718,9 @@ def _with_varied_runs(jobs: list[dict], results: list[dict], twin: _Twin) -> Non
 
 def _drop_banned_modules(banned: list[str]) -> None:
     """Take the banned modules out of sys.modules (this process keeps its own references), so that importing one
-    in a child, by any route, is a real import and raises the audit event the hook judges."""
-    for name in [m for m in sys.modules if m.partition(".")[0] in banned]:
+    in a child, by any route, is a real import and raises the audit event the hook judges. `__main__` (this
+    script, whose globals hold the hook's state) goes too: a task cannot import it."""
+    for name in [m for m in sys.modules if m.partition(".")[0] in banned or m == "__main__"]:
         del sys.modules[name]
 
 
@@ -773,9 +785,10 @@ _IMPORTABLE: frozenset[str] = frozenset()
 """Modules a task may import (set in main)."""
 _HOOK = None
 """The run-time ban hook (built in main when the pool asks for it)."""
-_RUNNING: list = [-1, None, None, None, None, []]
+_RUNNING: list = [-1, None, None, None, None, [], None, None]
 """In a child: its result pipe, the running job's id, stdout and stderr sinks and task globals (the hook's deny()
-reports through it, and the hook tells the task's frames by its globals), and the results held back."""
+reports through it, and the hook tells the task's frames by its globals), the results held back, and the job's
+program and call code objects (the child's own exec of them is not the task's)."""
 _HOLD_S = 0.05
 """How long a runner may hold finished results back before sending them (well under any job's time limit)."""
 
