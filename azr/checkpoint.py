@@ -94,7 +94,7 @@ def save_checkpoint(
             shutil.rmtree(final)
         os.rename(tmp, final)
         _fsync_dir(root)
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - OSError, or a writer's own type (safetensors' SafetensorError on ENOSPC)
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"could not write checkpoint {root / name}: {e} (disk full? the previous checkpoint "
                               f"is untouched)") from e

@@ -20,6 +20,10 @@ from azr.executor import SandboxConfig
 from azr.policy.base import DEFAULT_MODEL
 
 
+class ConfigError(ValueError):
+    """A bad config value or flag combination; the message says how to fix it. `azr` exits with 2 (usage)."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = DEFAULT_MODEL
@@ -140,16 +144,18 @@ class EvalConfig:
     """Comma-separated suites: cruxeval-o, cruxeval-i, humaneval, math."""
     data: tuple[str, ...] = ()
     """Data per suite as SUITE=PATH, or one bare PATH for every suite (a .jsonl/.jsonl.gz file or a Hugging Face
-    dataset id). CRUXEval defaults to $AZR_CRUXEVAL or shared/benchmarks/cruxeval.jsonl beside the project; math
-    to the 40 problems shipped in azr/eval/data/math_small.jsonl."""
+    dataset id). CRUXEval defaults to $AZR_CRUXEVAL, else its 800 rows shipped in azr/eval/data/cruxeval.jsonl.gz;
+    math to the 40 problems shipped in azr/eval/data/math_small.jsonl; humaneval has no default."""
     limit: int | None = None
     """Evaluate only the first N items of each suite (a quick look)."""
     n: int = 1
     """Samples per item; pass@k is reported for k in (1, 5, 10) up to n."""
     temperature: float = 0.0
     """Sampling temperature; 0 is greedy (then n must be 1)."""
-    prompt_style: Literal["azr", "native"] = "azr"
-    """azr: the solver's training format (<think>/<answer>); native: the benchmark's own style."""
+    prompt_style: Literal["native", "azr"] = "native"
+    """native: each benchmark's own prompt and answer style, the one its published numbers use (CRUXEval's
+    [ANSWER] assertion, a fenced HumanEval function, a boxed math answer); azr: the solver's self-play format
+    (<think>/<answer>), to measure what training trains. Every report records the style."""
     max_new_tokens: int = 0
     """Response cap; 0 uses the suite's default (192 for CRUXEval, 384 for synthesis, 512 for math)."""
     response_prefix: str = ""
@@ -184,7 +190,7 @@ class EvalCommand:
 
 
 def finalize_eval(cfg: EvalConfig) -> EvalConfig:
-    """Check an EvalConfig; raise ValueError with a fix for the first problem found."""
+    """Check an EvalConfig; raise ConfigError with a fix for the first problem found."""
     from azr.eval import SUITES
 
     checks = [
@@ -200,7 +206,7 @@ def finalize_eval(cfg: EvalConfig) -> EvalConfig:
     ]
     for ok, msg in checks:
         if not ok:
-            raise ValueError(f"bad eval config: {msg}")
+            raise ConfigError(f"bad eval config: {msg}")
     return dataclasses.replace(cfg, response_prefix=unescape(cfg.response_prefix))
 
 
@@ -251,7 +257,8 @@ def cpu() -> TrainConfig:
       model never opens an answer tag by itself (0/800 formatted on CRUXEval), so every reward would be −1 and
       TRR++ would have nothing to normalise. With the prefix about a third of its answers parse, which gives the
       solver groups reward variance from step 1. The price is no reasoning budget for the solver; at 135M its
-      `<think>` text did not help (it re-prints the program). Evaluate with `--response-prefix '<answer>\\n'`.
+      `<think>` text did not help (it re-prints the program). Evaluate with `--prompt-style azr --response-prefix
+      '<answer>\\n'`; `--eval-every` does (the eval then measures the format the solver trains on).
     * Temperature 0.7 instead of 1.0: at 1.0 the model's text degenerates within a few dozen tokens.
     * B=8, n=4 (SPEC: 64, 8), proposals capped at 128 tokens, lr 1e-5 (SPEC: 1e-6): the run must fit in well under
       an hour on 2 cores, and 1e-6 moves a 135M model by nothing in so few steps.
@@ -266,7 +273,7 @@ def cpu() -> TrainConfig:
         selfplay=SelfPlayConfig(batch_size=8, n_mc=4, seed_max_tries=30),
         optim=OptimConfig(lr=1e-5, micro_batch=8),
         run=RunConfig(name="azr-cpu", steps=25),
-        eval=EvalConfig(limit=50, response_prefix="<answer>\n"),
+        eval=EvalConfig(limit=50, prompt_style="azr", response_prefix="<answer>\n"),
     )
 
 
@@ -316,7 +323,7 @@ PRESETS = {"cpu": cpu, "quick": quick, "tiny-test": tiny_test, "paper": paper}
 
 
 def finalize(cfg: TrainConfig) -> TrainConfig:
-    """Check the whole config; raise ValueError with a fix for the first problem found."""
+    """Check the whole config; raise ConfigError with a fix for the first problem found."""
     sp, ro, op, run = cfg.selfplay, cfg.rollout, cfg.optim, cfg.run
     checks = [
         (sp.batch_size >= 1, "selfplay.batch_size must be >= 1 (try --selfplay.batch-size 4)"),
@@ -351,7 +358,7 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
     ]
     for ok, msg in checks:
         if not ok:
-            raise ValueError(f"bad config: {msg}")
+            raise ConfigError(f"bad config: {msg}")
     cfg = dataclasses.replace(cfg, rollout=dataclasses.replace(ro, propose_prefix=unescape(ro.propose_prefix),
                                                                solve_prefix=unescape(ro.solve_prefix)),
                               eval=dataclasses.replace(cfg.eval, response_prefix=unescape(cfg.eval.response_prefix)))
@@ -361,7 +368,7 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError("bad config: model.device is cuda but no CUDA GPU is visible; use --model.device cpu")
+            raise ConfigError("bad config: model.device is cuda but no CUDA GPU is visible; use --model.device cpu")
     return cfg
 
 

@@ -55,6 +55,8 @@ class Run:
     """The engines' owner: closing it stops pools, actors and a Ray it started."""
     dist: DistContext | None = None
     """This process's rank under torchrun; None when it runs alone."""
+    saved_step: int | None = None
+    """The step of the last checkpoint this process wrote (Ctrl-C right after a save need not save again)."""
 
     @property
     def is_main(self) -> bool:
@@ -104,8 +106,8 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
     ckpt_path = latest_checkpoint(run_dir)
     if main and run_dir.exists() and any(run_dir.iterdir()) and not cfg.run.resume:
-        raise SystemExit(f"{run_dir} already holds a run; continue it (drop --run.no-resume) or pick another "
-                         f"--run.name")
+        raise C.ConfigError(f"{run_dir} already holds a run; continue it (drop --run.no-resume) or pick another "
+                            f"--run.name")
     ckpt = load_checkpoint(ckpt_path, expect_config=C.to_dict(cfg)) if ckpt_path else None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,11 +176,16 @@ def save(run: Run) -> Path | None:
     if not run.is_main:
         return None
     st = run.state
-    return save_checkpoint(
-        run.dir, st.step, save_model=run.eng.policy.save,
-        save_buffers=lambda d: [b.save(d / f"{t}.jsonl") for t, b in st.buffers.items()],
-        optimizer=run.eng.optimizer, rng=RngState.capture(st.rng, st.np_rng), config=C.to_dict(run.cfg),
-    )
+    # Ctrl-C during a save waits for the save to finish (a second or two), then stops the run as usual: the
+    # checkpoint is atomic either way, but a finished one is the step the user will resume from.
+    with deferred_sigint():
+        path = save_checkpoint(
+            run.dir, st.step, save_model=run.eng.policy.save,
+            save_buffers=lambda d: [b.save(d / f"{t}.jsonl") for t, b in st.buffers.items()],
+            optimizer=run.eng.optimizer, rng=RngState.capture(st.rng, st.np_rng), config=C.to_dict(run.cfg),
+        )
+        run.saved_step = st.step
+    return path
 
 
 def seed(run: Run, progress) -> None:
@@ -240,10 +247,13 @@ def train(cfg: C.TrainConfig) -> Path:
                     save(run)
                 progress.update(task, completed=run.state.step, description=_live(metrics))
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted at step {run.state.step}: writing a checkpoint…[/]")
-        save(run)
-        console.print(f"checkpoint saved; run the same command again to resume ({run.dir})")
-        raise SystemExit(130) from None
+        if run.saved_step != run.state.step:
+            console.print(f"[yellow]interrupted at step {run.state.step}: writing a checkpoint…[/]")
+            save(run)
+        # azr.cli prints this as the command's last line and exits with 130.
+        saved = (f"the checkpoint of step {run.saved_step} in {run.dir} is complete: run the same command again to "
+                 f"resume" if run.saved_step is not None else "this process wrote no checkpoint")
+        raise KeyboardInterrupt(f"interrupted at step {run.state.step}; {saved}") from None
     finally:
         run.close()
     if run.is_main:
@@ -266,7 +276,7 @@ def _summary(run: Run, console) -> None:
 
     from azr.report import write_report
 
-    rows = read_metrics(run.dir)
+    rows = read_metrics(run.dir) if (run.dir / "metrics.jsonl").exists() else []  # none yet after 0 steps
     if not rows:
         console.print("no steps were run")
         return

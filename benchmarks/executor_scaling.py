@@ -10,7 +10,7 @@ Each figure is the best of ``--repeats`` passes over the rows. The driver's own 
 (static checks, chunking, Ray calls, unpickling) is measured too: one driver can feed at most
 1 / that many tasks per second, whatever the cluster's size.
 
-    python benchmarks/executor_scaling.py --data ../shared/benchmarks/cruxeval.jsonl --actors 1,2
+    python benchmarks/executor_scaling.py [--data CRUXEVAL.jsonl] --actors 1,2
 
 The last line is ``reproduced=<n>/<N> local_tasks_per_s=<x> ray<k>_tasks_per_s=<y> ... scaling=<ray_max/ray_1>
 ray_max_vs_local=<ray_max/x> driver_ceiling_tasks_per_s=<z>``.
@@ -19,16 +19,17 @@ ray_max_vs_local=<ray_max/x> driver_ceiling_tasks_per_s=<z>``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
 from pathlib import Path
 
+from azr.eval.cruxeval import SHIPPED_DATA
+from azr.eval.suite import read_rows
 from azr.executor import SandboxConfig, SandboxPool, validate_many, values_equal
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "cruxeval.jsonl"
+DEFAULT_DATA = SHIPPED_DATA  # $AZR_CRUXEVAL is for azr eval; a benchmark names its data with --data
 
 
 def best_rate(pool, tasks, rows, repeats: int, label: str) -> tuple[float, int, float]:
@@ -50,21 +51,22 @@ def best_rate(pool, tasks, rows, repeats: int, label: str) -> tuple[float, int, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CRUXEval jsonl")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help="CRUXEval jsonl (default: the rows shipped with azr)")
     ap.add_argument("--actors", default="1,2", help="comma-separated Ray executor actor counts")
     ap.add_argument("--local-workers", type=int, default=0, help="local pool workers (0 = one per core)")
     ap.add_argument("--chunk", type=int, default=64, help="jobs per actor call (--dist.executor-chunk)")
     ap.add_argument("--repeats", type=int, default=3, help="passes per configuration; the best is reported")
     args = ap.parse_args()
     if not args.data.exists():
-        sys.exit(f"data not found: {args.data} (pass --data ../shared/benchmarks/cruxeval.jsonl)")
+        sys.exit(f"data not found: {args.data} (pass --data PATH of a CRUXEval jsonl; default: the shipped rows)")
     try:
         import ray
     except ImportError:
         sys.exit("needs ray: pip install 'azr[ray]'")
     from azr.distributed.executor import RayExecutorPool
 
-    rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
+    rows = read_rows(args.data)
     tasks = [(r["code"], r["input"]) for r in rows]
     actor_counts = [int(a) for a in args.actors.split(",")]
     cores = os.cpu_count() or 1

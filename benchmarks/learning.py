@@ -4,7 +4,8 @@
     python benchmarks/learning.py --reports A.json B.json [--plot P.png]   # re-analyse reports already written
 
 Both models are evaluated greedily on the same items with the same prompt, response prefix and token cap
-(`azr eval --compare`). Besides pass@1 and McNemar's exact p-value, it counts how many correct answers are a
+(`azr eval --compare`), in the `azr` prompt style by default: the solver format the run trained, not the
+benchmark's native style that `azr eval` defaults to. Besides pass@1 and McNemar's exact p-value, it counts how many correct answers are a
 verbatim copy of what the prompt shows (CRUXEval-I: the output given back as the input; CRUXEval-O: the
 input given back as the output), and how far that copy rule alone gets on all items, so that a gain can be
 read for what it is. The last line per suite is ``suite=... before=... after=... ratio=... p=...``.
@@ -13,13 +14,13 @@ read for what it is. The last line per suite is ``suite=... before=... after=...
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from azr.eval import SUITES
 from azr.eval.runner import (EvalReport, compare, default_data, plot_comparison, read_report, resolve_model,
                              slug)
+from azr.eval.suite import read_rows
 from azr.executor import SandboxConfig, SandboxPool, parse_literal
 
 COPIED = {"cruxeval-i": "output", "cruxeval-o": "input"}
@@ -37,7 +38,7 @@ def _same(answer: str | None, shown: str) -> bool:
 
 
 def analyse(before: EvalReport, after: EvalReport, data: Path) -> list[dict]:
-    rows = {f"sample_{i}": json.loads(line) for i, line in enumerate(data.read_text().splitlines()) if line.strip()}
+    rows = {f"sample_{i}": row for i, row in enumerate(read_rows(data))}
     by_suite = {c.suite: c for c in compare(before, after)}
     pool = SandboxPool(SandboxConfig(workers=2))
     out = []
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--response-prefix", default="<answer>\\n", help="as the run's rollout.solve_prefix")
     ap.add_argument("--max-new-tokens", type=int, default=48, help="as the run's rollout.max_new_tokens_solve")
     ap.add_argument("--out", default="runs/eval/learning")
-    ap.add_argument("--data", default=None, help="CRUXEval jsonl (default: shared/benchmarks/cruxeval.jsonl)")
+    ap.add_argument("--prompt-style", default="azr", choices=("azr", "native"), help="as the run's solver: azr")
+    ap.add_argument("--data", default=None, help="CRUXEval jsonl (default: $AZR_CRUXEVAL or the rows shipped with azr)")
     ap.add_argument("--plot", default=None, help="also write the before/after bar plot of --reports to this PNG")
     args = ap.parse_args(argv)
     data = Path(args.data or default_data("cruxeval-o") or "")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         from azr.cli import main as azr
 
         cmd = ["eval", "--compare", args.before, args.after, "--suite", "cruxeval-o,cruxeval-i", "--out", args.out,
-               "--response-prefix", args.response_prefix, "--max-new-tokens", str(args.max_new_tokens),
+               "--prompt-style", args.prompt_style, "--response-prefix", args.response_prefix, "--max-new-tokens", str(args.max_new_tokens),
                "--data", str(data)] + (["--limit", str(args.limit)] if args.limit else [])
         if azr(cmd) != 0:
             return 1

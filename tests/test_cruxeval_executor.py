@@ -1,6 +1,10 @@
-"""The executor on real external data: all 800 CRUXEval rows (../shared/benchmarks)."""
+"""The executor on real external data: all 800 CRUXEval rows, as shipped in the package."""
 
 from __future__ import annotations
+
+import json
+
+import pytest
 
 from azr.executor import (
     AbductionCheck,
@@ -12,6 +16,21 @@ from azr.executor import (
     validate_many,
     values_equal,
 )
+from tests.conftest import CRUXEVAL, SHARED_CRUXEVAL
+
+
+def test_shipped_rows_are_cruxeval_with_its_license(cruxeval_rows):
+    assert len(cruxeval_rows) == 800
+    assert [r["id"] for r in cruxeval_rows] == [f"sample_{i}" for i in range(800)]
+    assert all(set(r) == {"code", "input", "output", "id"} for r in cruxeval_rows)
+    notice = (CRUXEVAL.parent / "CRUXEVAL_LICENSE.txt").read_text()
+    assert "MIT License" in notice and "Copyright (c) 2023 Meta" in notice and "2401.03065" in notice
+
+
+@pytest.mark.skipif(not SHARED_CRUXEVAL.exists(), reason=f"no reference copy at {SHARED_CRUXEVAL} to compare with")
+def test_shipped_rows_equal_the_reference_copy(cruxeval_rows):
+    reference = [json.loads(line) for line in SHARED_CRUXEVAL.read_text().splitlines() if line.strip()]
+    assert cruxeval_rows == reference
 
 
 def test_every_row_reproduces(pool, cruxeval_rows):

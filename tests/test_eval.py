@@ -150,6 +150,39 @@ def test_humaneval_extraction_in_both_styles():
     assert HE_PROMPT.rstrip() in p and "`total`" in p and "<answer>" in p
 
 
+FENCED = "```python\nfrom typing import List\n\n\ndef total(xs: List[int]) -> int:\n    return sum(xs)\n```"
+FENCED_RESPONSES = {
+    "bare fence": FENCED,
+    "prose around the fence": f"Here is the function:\n\n{FENCED}\n\nIt adds the numbers up.",
+    "reasoning, then the fence, no answer tags": f"<think>sum them</think>\n{FENCED}",
+    "a usage example first, then the solution": f"```python\nprint(total([1]))\n```\nSolution:\n{FENCED}",
+    "inside answer tags": f"<think>easy</think>\n<answer>\n{FENCED}\n</answer>",
+}
+
+
+@pytest.mark.parametrize("style", ["native", "azr"])
+@pytest.mark.parametrize("name", list(FENCED_RESPONSES))
+def test_a_correct_fenced_solution_scores_in_each_style(pool, style, name):
+    answer = HE.extract(FENCED_RESPONSES[name], style)
+    assert answer is not None and "return sum(xs)" in answer
+    assert HE.score(pool, [HE_ITEM], [answer]) == [True]
+
+
+def test_azr_style_still_needs_an_answer_for_unfenced_text():
+    # A bare function with neither fence nor tags is an answer only where the prompt style allows it.
+    body = "def total(xs):\n    return sum(xs)\n"
+    assert HE.extract(body, "native") == body
+    assert HE.extract(body, "azr") is None
+
+
+def test_eval_defaults_to_the_native_style():
+    from azr.config import EvalCommand, EvalConfig, cpu
+
+    assert EvalConfig().prompt_style == "native" and EvalCommand().eval.prompt_style == "native"
+    # The cpu recipe's in-training eval measures what its solver trains on: the azr format with its prefix.
+    assert cpu().eval.prompt_style == "azr" and cpu().eval.response_prefix == "<answer>\n"
+
+
 def test_humaneval_rows_load_from_gzipped_jsonl(tmp_path):
     path = tmp_path / "he.jsonl.gz"
     with gzip.open(path, "wt") as fh:
@@ -176,11 +209,33 @@ def test_data_errors_are_clear(tmp_path):
         resolve_data(["humaneval"], [])
 
 
-def test_resolve_data_named_and_bare_paths():
+def test_resolve_data_named_and_bare_paths(monkeypatch):
     got = resolve_data(["cruxeval-o", "humaneval"], ["x.jsonl", "humaneval=he.jsonl.gz"])
     assert got == {"cruxeval-o": "x.jsonl", "humaneval": "he.jsonl.gz"}
-    if CRUXEVAL.exists():
-        assert Path(resolve_data(["cruxeval-i"], [])["cruxeval-i"]).resolve() == CRUXEVAL.resolve()
+    monkeypatch.delenv("AZR_CRUXEVAL", raising=False)
+    assert Path(resolve_data(["cruxeval-i"], [])["cruxeval-i"]).resolve() == CRUXEVAL.resolve()
+    monkeypatch.setenv("AZR_CRUXEVAL", "/elsewhere/crux.jsonl")  # the environment overrides the shipped rows
+    assert resolve_data(["cruxeval-o"], []) == {"cruxeval-o": "/elsewhere/crux.jsonl"}
+    assert resolve_data(["cruxeval-o"], ["mine.jsonl"]) == {"cruxeval-o": "mine.jsonl"}  # and --data overrides both
+
+
+@pytest.mark.parametrize("suite,fields", [("cruxeval-o", '"code"'), ("cruxeval-i", '"output"'),
+                                          ("humaneval", '"entry_point"'), ("math", '"problem"')])
+def test_data_not_found_messages_describe_the_suites_own_format(tmp_path, suite, fields):
+    with pytest.raises(EvalDataError, match="data not found") as e:
+        load_items(SUITES[suite], tmp_path / "missing.jsonl")
+    assert fields in str(e.value) and SUITES[suite].data_format in str(e.value)
+    if SUITES[suite].default_data() is None:
+        with pytest.raises(EvalDataError, match=f"{suite}=PATH") as e:
+            resolve_data([suite], [])
+        assert fields in str(e.value) and "task_id, prompt, test" not in str(e.value)
+
+
+def test_cruxeval_message_never_describes_humaneval_rows(tmp_path):
+    for suite in ("cruxeval-o", "cruxeval-i"):
+        with pytest.raises(EvalDataError) as e:
+            load_items(SUITES[suite], tmp_path / "missing.jsonl")
+        assert "entry_point" not in str(e.value) and '"code"' in str(e.value)
 
 
 def test_resolve_model_maps_runs_and_checkpoints(tmp_path):
@@ -196,20 +251,21 @@ def test_resolve_model_maps_runs_and_checkpoints(tmp_path):
 
 # -- end to end -------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not CRUXEVAL.exists(), reason=f"CRUXEval data not found at {CRUXEVAL}")
-def test_azr_eval_of_the_tiny_model_writes_a_well_formed_report(tmp_path):
+def test_azr_eval_of_the_tiny_model_writes_a_well_formed_report(tmp_path, monkeypatch):
     from azr.cli import main
 
+    monkeypatch.delenv("AZR_CRUXEVAL", raising=False)
     out = tmp_path / "ev"
+    # No --data: the CRUXEval rows shipped with the package.
     rc = main(["eval", "--model", "tiny", "--suite", "cruxeval-o,cruxeval-i", "--limit", "10",
-               "--max-new-tokens", "12", "--out", str(out), "--data", str(CRUXEVAL), "--response-prefix", "<answer>\\n"])
+               "--max-new-tokens", "12", "--out", str(out), "--prompt-style", "azr", "--response-prefix", "<answer>\\n"])
     assert rc == 0
     files = list(out.glob("*.json"))
     assert len(files) == 1
     raw = json.loads(files[0].read_text())
     assert set(raw["aggregates"]) == {"cruxeval-o", "cruxeval-i"}
     for name, agg in raw["aggregates"].items():
-        assert agg["n_items"] == 10 and agg["n_samples"] == 1
+        assert agg["n_items"] == 10 and agg["n_samples"] == 1 and agg["style"] == "azr"
         assert 0.0 <= agg["pass@1"] <= 1.0 and agg["wall_s"] > 0 and agg["tokens"] > 0
     report = read_report(files[0])
     for s in report.suites:
@@ -219,7 +275,6 @@ def test_azr_eval_of_the_tiny_model_writes_a_well_formed_report(tmp_path):
         assert all(r.startswith("<answer>\n") for it in s.items for r in it.responses)
 
 
-@pytest.mark.skipif(not CRUXEVAL.exists(), reason=f"CRUXEval data not found at {CRUXEVAL}")
 def test_azr_eval_compare_pairs_two_models_and_plots(tmp_path):
     from azr.cli import main
 
@@ -231,15 +286,16 @@ def test_azr_eval_compare_pairs_two_models_and_plots(tmp_path):
     assert cmp["suites"][0]["n_items"] == 6 and 0 <= cmp["suites"][0]["p_value"] <= 1
     assert (out / "compare.png").stat().st_size > 1000
     rep = read_report(next(out.glob("tiny*.json")))
+    assert rep.suite("cruxeval-o").style == "native"  # no --prompt-style: each suite's own
     assert set(rep.suite("cruxeval-o").pass_at) == {"pass@1"} or "pass@2" not in rep.suite("cruxeval-o").pass_at
     rows = compare(rep, rep)
     assert rows[0].b_wins == rows[0].b_losses == 0 and rows[0].p_value == 1.0
 
 
-def test_bad_eval_flags_exit_with_a_fix():
+def test_bad_eval_flags_exit_with_a_fix(capsys):
     from azr.cli import main
 
-    with pytest.raises(SystemExit, match="temperature"):
-        main(["eval", "--model", "tiny", "--n", "3"])
-    with pytest.raises(SystemExit, match="unknown suite"):
-        main(["eval", "--model", "tiny", "--suite", "mmlu"])
+    assert main(["eval", "--model", "tiny", "--n", "3"]) == 2
+    assert "temperature" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny", "--suite", "mmlu"]) == 2
+    assert "unknown suite" in capsys.readouterr().err

@@ -222,7 +222,8 @@ def test_report_cli_compares_and_rejects_bad_use(tmp_path, capsys):
     b = _fake_run(tmp_path / "b", [1.0, 1.0])
     assert main(["report", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "index.html").exists()
-    with pytest.raises(SystemExit, match="two or more runs"):
-        main(["report", str(a), "--out", str(tmp_path / "x")])
-    with pytest.raises(SystemExit, match="no metrics.jsonl"):
-        main(["report", str(a), str(tmp_path / "missing"), "--out", str(tmp_path / "y")])
+    capsys.readouterr()
+    assert main(["report", str(a), "--out", str(tmp_path / "x")]) == 2  # a usage error
+    assert "two or more runs" in capsys.readouterr().err
+    assert main(["report", str(a), str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 1
+    assert "no metrics.jsonl" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """Adversarial sandbox tests: hostile programs, one property per test.
 
-Each test runs hostile code through the raw sandbox (no AST ban list in the way: that list is
-not the security boundary), then checks that the host is unharmed and that the caller and the
-pool still work.
+Each test runs hostile code through the raw sandbox: no AST ban list and no run-time ban hook in
+the way (neither is the security boundary; tests/test_runtime_bans.py tests the hook), then
+checks that the host is unharmed and that the caller and the pool still work.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def assert_alive(pool: SandboxPool) -> None:
 
 
 def sandbox_uid_processes(pool: SandboxPool) -> list[int]:
-    """Host pids of processes running as one of the pool's sandbox uids."""
+    """Host pids of live processes running as one of the pool's sandbox uids. A zombie is not counted: it has
+    terminated, and the worker reaps it (as the pid namespace's init) at its next request."""
     uids = {str(pool.config.uid_base + i) for i in range(8)}
     found = []
     for entry in Path("/proc").iterdir():
@@ -37,9 +38,17 @@ def sandbox_uid_processes(pool: SandboxPool) -> list[int]:
         except OSError:
             continue
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        if uid_line.split()[1] in uids:
+        state = next((line for line in status.splitlines() if line.startswith("State:")), "")
+        if uid_line.split()[1] in uids and "zombie" not in state:
             found.append(int(entry.name))
     return found
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """The default pool's layers without the run-time ban hook (which would stop these programs first)."""
+    with SandboxPool(SandboxConfig(workers=2, timeout_s=5, audit=False)) as p:
+        yield p
 
 
 def needs(pool: SandboxPool, layer: str) -> None:
@@ -51,7 +60,7 @@ def needs(pool: SandboxPool, layer: str) -> None:
 def open_pool():
     """A pool without the chroot jail, so that e.g. `import socket` works and the test checks
     the *other* layer in isolation (the network namespace, the process limits)."""
-    with SandboxPool(SandboxConfig(workers=1, timeout_s=5, filesystem_jail=False)) as p:
+    with SandboxPool(SandboxConfig(workers=1, timeout_s=5, filesystem_jail=False, audit=False)) as p:
         yield p
 
 
@@ -185,7 +194,7 @@ def f(x):
 
 def test_env_secret_not_visible(tmp_path, monkeypatch):
     monkeypatch.setenv("AZR_TEST_SECRET", "hunter2")
-    with SandboxPool(SandboxConfig(workers=1)) as p:  # started after the secret was set
+    with SandboxPool(SandboxConfig(workers=1, audit=False)) as p:  # started after the secret was set
         code = f"""
 import os
 def f(x):
@@ -238,7 +247,7 @@ def test_exit_calls(pool, exit_call):
 
 def test_background_process_does_not_survive(tmp_path):
     # Allow forking for this test, so the child really can spawn something that detaches.
-    with SandboxPool(SandboxConfig(workers=1, max_processes=16)) as p:
+    with SandboxPool(SandboxConfig(workers=1, max_processes=16, audit=False)) as p:
         needs(p, "uid_drop")
         code = """
 import os
@@ -262,7 +271,7 @@ def test_fork_forbidden_by_default(pool):
 
 
 def test_pool_does_not_leak_processes():
-    p = SandboxPool(SandboxConfig(workers=2))
+    p = SandboxPool(SandboxConfig(workers=2, audit=False))
     p.run_many([Job(IDENTITY, f"f({i})") for i in range(20)])
     pids = p.worker_pids()
     assert len(pids) == 2

@@ -104,7 +104,7 @@ def test_resume_continues_at_step_3_with_identical_buffers(two_steps):
 
 def test_no_resume_refuses_existing_run(two_steps):
     tmp, _ = two_steps
-    with pytest.raises(SystemExit, match="already holds a run"):
+    with pytest.raises(C.ConfigError, match="already holds a run"):
         setup(tiny(tmp, 3, resume=False))
 
 
@@ -155,13 +155,11 @@ def test_eval_every_logs_pass_at_1_and_report_plots_it(tmp_path):
     from azr.report import write_report
     from tests.conftest import CRUXEVAL
 
-    if not CRUXEVAL.exists():
-        pytest.skip(f"CRUXEval data not found at {CRUXEVAL}")
     cfg = tiny(tmp_path, 1, name="with-eval")
     # Prefixes as typed on a command line (a literal backslash-n): solver turns and eval answers start with
     # them, proposer turns do not.
     cfg = dataclasses.replace(cfg, eval=C.EvalConfig(every=1, limit=3, max_new_tokens=8, data=(str(CRUXEVAL),),
-                                                     response_prefix="<answer>\\n"),
+                                                     prompt_style="azr", response_prefix="<answer>\\n"),
                               rollout=dataclasses.replace(cfg.rollout, solve_prefix="<answer>\\n"))
     run_dir = train(cfg)
     samples = [json.loads(line) for line in (run_dir / "samples" / "step_1.jsonl").read_text().splitlines()]

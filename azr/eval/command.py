@@ -18,7 +18,6 @@ from pathlib import Path
 from azr import config as C
 from azr.eval.runner import (EvalReport, compare, comparison_table, evaluate, load_suite_items, plot_comparison,
                              resolve_model, slug, summary_table, write_report)
-from azr.eval.suite import EvalDataError
 
 
 def eval_kwargs(cfg: C.EvalConfig) -> dict:
@@ -43,26 +42,21 @@ def main_eval(cmd: C.EvalCommand) -> int:
     from transformers.utils import logging as hf_logging
 
     from azr.executor import SandboxPool
-    from azr.policy import PolicyLoadError
 
     console = Console()
     hf_logging.disable_progress_bar()
-    try:
-        cfg = C.finalize_eval(cmd.eval)
-        cmd = dataclasses.replace(cmd, eval=cfg)  # evaluate with the finalized values (e.g. an unescaped prefix)
-        items = load_suite_items(cfg.suites, cfg.data, cfg.limit)
-    except (ValueError, EvalDataError) as e:
-        raise SystemExit(f"azr eval: {e}") from None
+    # Bad flags (ConfigError), data (EvalDataError) and models (PolicyLoadError) end the command with one line
+    # (azr.cli); they are checked before the model is loaded, so a typo costs seconds, not a model load.
+    cfg = C.finalize_eval(cmd.eval)
+    cmd = dataclasses.replace(cmd, eval=cfg)  # evaluate with the finalized values (e.g. an unescaped prefix)
+    items = load_suite_items(cfg.suites, cfg.data, cfg.limit)
     models = list(cmd.compare) if cmd.compare else [cmd.model]
     out = Path(cmd.out)
     reports = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with SandboxPool(C.TrainConfig().sandbox) as pool, Progress(*columns, console=console) as progress:
         for spec in models:
-            try:
-                report = evaluate_model(spec, items, cmd, pool, progress)
-            except (PolicyLoadError, EvalDataError) as e:
-                raise SystemExit(f"azr eval: {e}") from None
+            report = evaluate_model(spec, items, cmd, pool, progress)
             path = write_report(report, out / f"{slug(report.model)}.json")
             progress.console.print(f"report: [cyan]{path}[/]")
             reports.append(report)

@@ -1,8 +1,12 @@
 """CRUXEval-O (predict the output) and CRUXEval-I (find an input), scored by execution.
 
-Rows are ``{"code", "input", "output", "id"}`` (``../shared/benchmarks/cruxeval.jsonl``).
-In the ``azr`` style the prompts and answer parsing are exactly the deduction and abduction
-solver's, so the eval measures the skill self-play trains. Scoring follows the reference
+Rows are ``{"code", "input", "output", "id"}``. The 800 rows of CRUXEval ship with the package
+(``data/cruxeval.jsonl.gz``, MIT; license text and citation in ``data/CRUXEVAL_LICENSE.txt``);
+``$AZR_CRUXEVAL`` or ``--data`` point at another copy.
+
+In the native style (the default) the prompt asks for the completed assertion between ``[ANSWER]``
+tags, as the CRUXEval paper's prompts do. In the ``azr`` style the prompts and answer parsing are
+exactly the deduction and abduction solver's, so the eval measures the skill self-play trains. Scoring follows the reference
 scorer: an O answer is right when its value ``==`` the gold output; an I answer is right when
 running ``f(answer)`` in the sandbox gives a value ``==`` the gold output.
 """
@@ -10,7 +14,9 @@ running ``f(answer)`` in the sandbox gives a value ``==`` the gold output.
 from __future__ import annotations
 
 import ast
+import os
 import re
+from pathlib import Path
 from typing import Sequence
 
 from azr.eval.suite import EvalItem, PromptStyle
@@ -31,6 +37,11 @@ NATIVE_I = (
     "[PYTHON]\n{code}\nassert f(??) == {output}\n[/PYTHON]\n\n"
     "Reply with the completed assertion between [ANSWER] and [/ANSWER]."
 )
+SHIPPED_DATA = Path(__file__).with_name("data") / "cruxeval.jsonl.gz"
+DATA_ENV = "AZR_CRUXEVAL"
+DATA_FORMAT = ('one JSON object per line, {"code": "def f(...): ...", "input": "<the call\'s arguments>", '
+               '"output": "<repr of f(input)>", "id": "sample_N"} (CRUXEval\'s data/cruxeval.jsonl)')
+
 _ANSWER_BLOCK = re.compile(r"\[ANSWER\](.*?)(?:\[/ANSWER\]|$)", re.DOTALL)
 
 
@@ -41,6 +52,12 @@ def _item(row: dict, index: int) -> EvalItem:
 
 def _task(item: EvalItem, task_type: TaskType) -> Task:
     return Task(task_type, item.program, (item.input,), (item.output,))
+
+
+def _default_data() -> str:
+    """``$AZR_CRUXEVAL`` when set (even to a missing file: that is reported, not silently replaced), else the
+    rows shipped with the package."""
+    return os.environ.get(DATA_ENV) or str(SHIPPED_DATA)
 
 
 def _native_assertion(response: str) -> ast.Compare | None:
@@ -61,6 +78,8 @@ def _native_assertion(response: str) -> ast.Compare | None:
 
 
 class CruxEvalO:
+    data_format = DATA_FORMAT
+    default_data = staticmethod(_default_data)
     name = "cruxeval-o"
     required_fields = ("code", "input", "output")
     max_new_tokens = 192
@@ -85,6 +104,8 @@ class CruxEvalO:
 
 
 class CruxEvalI:
+    data_format = DATA_FORMAT
+    default_data = staticmethod(_default_data)
     name = "cruxeval-i"
     required_fields = ("code", "input", "output")
     max_new_tokens = 192

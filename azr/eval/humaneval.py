@@ -6,6 +6,11 @@ Rows are ``{"task_id", "prompt", "test", "entry_point"}`` as in the public Human
 ``check(<entry_point>)`` all run without an exception within the time limit. Imports of
 modules the sandbox does not preload (see ``executor/_zygote.py``) fail, so a problem that
 needs one is scored as failed for every model alike.
+
+Extraction: a fenced code block is an answer in either prompt style, as the common harnesses
+read synthesis answers (the first ```python or unlabelled block that defines a function, else
+the first block). The ``azr`` style looks in the ``<answer>`` block first; the native style also
+takes a reply with no fence as the code itself.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ NATIVE = (
     "```python\n{prompt}\n```"
 )
 _CODE_BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
+DATA_FORMAT = ('one JSON object per line, {"task_id", "prompt": "<signature and docstring>", "test": "def check('
+               'candidate): ...", "entry_point": "<function name>"} as in HumanEval.jsonl.gz (MBPP rows converted '
+               'to the same fields)')
 
 
 def _defines(code: str, name: str) -> bool:
@@ -42,6 +50,20 @@ def _defines(code: str, name: str) -> bool:
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
+
+
+def fenced_program(response: str) -> str | None:
+    """The code of a response's fenced blocks: the first one that parses and defines a function, else the first
+    one; None when the response has no fenced block."""
+    blocks = [m.group(1) for m in _CODE_BLOCK.finditer(response)]
+    for code in blocks:
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue
+        if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in tree.body):
+            return code
+    return blocks[0] if blocks else None
 
 
 def program_for(item: EvalItem, answer: str) -> str:
@@ -57,6 +79,10 @@ class HumanEval:
     name = "humaneval"
     required_fields = ("prompt", "test", "entry_point")
     max_new_tokens = 384
+    data_format = DATA_FORMAT
+
+    def default_data(self) -> None:
+        return None  # not shipped: users supply HumanEval/MBPP files (--data humaneval=PATH)
 
     def item(self, row: dict, index: int) -> EvalItem:
         return EvalItem(id=str(row.get("task_id", f"row_{index}")), program=row["prompt"], test=row["test"],
@@ -70,12 +96,14 @@ class HumanEval:
                                     format_line=prompts.format_line(1))
 
     def extract(self, response: str, style: PromptStyle) -> str | None:
-        if style == "native":
-            m = _CODE_BLOCK.search(response)
-            code = m.group(1) if m else response
-            return code if code.strip() else None
-        answer = parsing.parse_program_answer(response)
-        return None if isinstance(answer, FormatError) or not answer.strip() else answer
+        if style == "azr":
+            answer = parsing.parse_program_answer(response)
+            if not isinstance(answer, FormatError) and answer.strip():
+                return answer
+        code = fenced_program(response)
+        if code is None and style == "native":  # asked for a fence, but a bare function is still the answer
+            code = response
+        return code if code is not None and code.strip() else None
 
     def score(self, pool: SandboxPool, items: Sequence[EvalItem], answers: Sequence[str | None]) -> list[bool]:
         runnable = [i for i, a in enumerate(answers) if a is not None]

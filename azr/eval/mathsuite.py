@@ -462,6 +462,12 @@ class MathSuite:
     """Checked per row in item(): the problem is ``problem`` or ``question``, the answer is ``answer``,
     ``final_answer`` or ``solution``."""
     max_new_tokens = 512
+    data_format = ('one JSON object per line, {"problem", "answer"} (MATH-500, AIME, AMC), {"question", "answer" '
+                   'ending in "#### value"} (GSM8K), a "solution" with a \\boxed{} answer, or OlympiadBench\'s '
+                   '"final_answer" list')
+
+    def default_data(self) -> str:
+        return str(SHIPPED_DATA)
 
     def item(self, row: dict, index: int) -> EvalItem:
         problem = row.get("problem", row.get("question"))

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from azr.eval.stats import mcnemar_exact, mean_pass_at_k
-from azr.eval.suite import EvalDataError, EvalItem, PromptStyle, Suite, load_items
+from azr.eval.suite import DEFAULT_STYLE, EvalDataError, EvalItem, PromptStyle, Suite, load_items
 
 DEFAULT_KS = (1, 5, 10)
-CRUXEVAL_FILE = "cruxeval.jsonl"
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,8 @@ class SuiteResult:
     wall_s: float
     tokens: int
     items: tuple[ItemResult, ...]
+    style: str = DEFAULT_STYLE
+    """The prompt style the suite was run in (``native`` or ``azr``); reports say it, since scores differ."""
 
 
 @dataclass(frozen=True)
@@ -82,19 +83,11 @@ class Comparison:
 # -- data ------------------------------------------------------------------------------------
 
 def default_data(suite: str) -> str | None:
-    """Where a suite's data is when the user names none: for CRUXEval ``$AZR_CRUXEVAL`` or the
-    ``shared/benchmarks/cruxeval.jsonl`` next to the project or the working directory; for math
-    the small set shipped inside the package."""
-    from azr.eval.mathsuite import MATH, SHIPPED_DATA
+    """Where a suite's data is when the user names none: CRUXEval's 800 rows and the 40 math problems ship
+    with the package (``$AZR_CRUXEVAL`` overrides CRUXEval's); synthesis data is the user's to supply."""
+    from azr.eval import SUITES
 
-    if suite == MATH.name:
-        return str(SHIPPED_DATA)
-    if not suite.startswith("cruxeval"):
-        return None
-    candidates = [os.environ.get("AZR_CRUXEVAL", "")]
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        candidates += [base / "shared" / "benchmarks" / CRUXEVAL_FILE, base.parent / "shared" / "benchmarks" / CRUXEVAL_FILE]
-    return next((str(c) for c in candidates if c and Path(c).is_file()), None)
+    return SUITES[suite].default_data()
 
 
 def resolve_data(suites: Sequence[str], data: Sequence[str]) -> dict[str, str]:
@@ -104,12 +97,14 @@ def resolve_data(suites: Sequence[str], data: Sequence[str]) -> dict[str, str]:
     bare = [d for d in data if d not in {f"{k}={v}" for k, v in named.items()}]
     if len(bare) > 1:
         raise EvalDataError(f"several unnamed --data paths {bare}; name them as SUITE=PATH")
+    from azr.eval import SUITES
+
     out = {}
     for s in suites:
         src = named.get(s) or (bare[0] if bare else default_data(s))
         if src is None:
-            raise EvalDataError(f"suite {s} needs data: pass --data {s}=PATH (a jsonl with task_id, prompt, test, "
-                                f"entry_point rows, e.g. HumanEval.jsonl.gz) or a Hugging Face dataset id")
+            raise EvalDataError(f"suite {s} needs data: pass --data {s}=PATH, a .jsonl/.jsonl.gz file of "
+                                f"{SUITES[s].data_format}, or a Hugging Face dataset id")
         out[s] = src
     return out
 
@@ -137,7 +132,7 @@ def resolve_model(spec: str) -> str:
 # -- evaluation ------------------------------------------------------------------------------
 
 def evaluate_suite(policy, pool, suite: Suite, items: Sequence[EvalItem], *, n: int = 1, temperature: float = 0.0,
-                   style: PromptStyle = "azr", max_new_tokens: int = 0, batch_size: int = 32, seed: int = 0,
+                   style: PromptStyle = DEFAULT_STYLE, max_new_tokens: int = 0, batch_size: int = 32, seed: int = 0,
                    ks: Sequence[int] = DEFAULT_KS, on_progress: Callable[[int], None] | None = None,
                    response_prefix: str = "") -> SuiteResult:
     """Generate n responses per item (greedy when temperature is 0), extract, score, aggregate.
@@ -171,7 +166,7 @@ def evaluate_suite(policy, pool, suite: Suite, items: Sequence[EvalItem], *, n: 
     counts = [(n, sum(r.correct)) for r in results]
     pass_at = {f"pass@{k}": mean_pass_at_k(counts, k) for k in sorted({1, *ks}) if k <= n}
     return SuiteResult(suite.name, len(items), n, pass_at, sum(a is None for a in answers) / max(len(answers), 1),
-                       time.perf_counter() - t0, tokens, results)
+                       time.perf_counter() - t0, tokens, results, style)
 
 
 def evaluate(policy, pool, model: str, items_by_suite: dict[str, list[EvalItem]], *, settings: dict | None = None,
@@ -202,15 +197,17 @@ def load_suite_items(suites: Sequence[str], data: Sequence[str], limit: int | No
 
 def report_to_dict(report: EvalReport) -> dict:
     d = asdict(report)
-    d["aggregates"] = {s.suite: {"n_items": s.n_items, "n_samples": s.n_samples, **s.pass_at,
+    d["aggregates"] = {s.suite: {"n_items": s.n_items, "n_samples": s.n_samples, "style": s.style, **s.pass_at,
                                  "format_error_frac": s.format_error_frac, "wall_s": s.wall_s, "tokens": s.tokens}
                        for s in report.suites}
     return d
 
 
 def report_from_dict(d: dict) -> EvalReport:
+    # Reports written before the style was recorded per suite ran every suite in settings' style (then "azr").
+    style = d.get("settings", {}).get("prompt_style", "azr")
     suites = tuple(
-        SuiteResult(**{**s, "items": tuple(ItemResult(**{k: tuple(v) if isinstance(v, list) else v
+        SuiteResult(**{"style": style, **s, "items": tuple(ItemResult(**{k: tuple(v) if isinstance(v, list) else v
                                                         for k, v in it.items()}) for it in s["items"])})
         for s in d["suites"]
     )
@@ -218,12 +215,17 @@ def report_from_dict(d: dict) -> EvalReport:
 
 
 def write_report(report: EvalReport, path: str | Path) -> Path:
-    """Write the report as JSON atomically (a crash leaves the old file or none, never half)."""
+    """Write the report as JSON atomically (a crash or a full disk leaves the old file or none, never half)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report_to_dict(report), indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(report_to_dict(report), indent=1))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)  # no half-written file left behind; the old report is untouched
+        e.filename = e.filename or str(path)  # a failed write (ENOSPC) names no file by itself
+        raise
     return path
 
 
@@ -244,13 +246,13 @@ def summary_table(reports: Sequence[EvalReport]):
     from rich.table import Table
 
     table = Table(title="azr eval")
-    for col in ("model", "suite", "items", "n", "pass@1", "pass@k", "format err", "wall"):
+    for col in ("model", "suite", "style", "items", "n", "pass@1", "pass@k", "format err", "wall"):
         table.add_column(col)
     for r in reports:
         for s in r.suites:
             extra = " ".join(f"{k}={v:.3f}" for k, v in s.pass_at.items() if k != "pass@1") or "-"
-            table.add_row(r.model, s.suite, str(s.n_items), str(s.n_samples), f"{s.pass_at['pass@1']:.3f}", extra,
-                          f"{s.format_error_frac:.2f}", f"{s.wall_s:.0f}s")
+            table.add_row(r.model, s.suite, s.style, str(s.n_items), str(s.n_samples), f"{s.pass_at['pass@1']:.3f}",
+                          extra, f"{s.format_error_frac:.2f}", f"{s.wall_s:.0f}s")
     return table
 
 

@@ -7,7 +7,19 @@ as ``f(1, 2)``) and returns one :class:`ExecResult` per job, in order. Values co
 How a job runs. The pool keeps a few long-lived worker processes ("zygotes", ``_zygote.py``).
 Each worker forks one fresh child per job; the child jails itself before it compiles the
 program, runs it, and reports. A job therefore never shares state with another job, yet pays
-for a fork instead of a fresh interpreter.
+for a fork instead of a fresh interpreter. A job's ``varied`` runs (the determinism check) go
+to the worker's twin zygote, started inside the same namespaces with another string hash seed,
+whose jailed child shifts the heap with random-size allocations before each run. One long-lived
+child of the twin runs the varied runs of batch after batch; any that does not reproduce the
+first run is run again alone in a fresh child, and that run counts (``_zygote.py`` explains why
+this keeps the verdicts per job).
+
+Run-time bans. With ``SandboxConfig.audit`` (the default) each child installs a PEP 578 audit
+hook before the task runs: an event of a banned capability (``bans.py``: opening a file,
+importing a banned module, exec/compile from the task's code, process, socket and signal
+calls, …) ends the child with ``Status.BANNED``, however the program reached it. This judges
+what a program does for task validation; it is not a protection layer, and it is not listed
+below as one.
 
 What is protected (each layer is reported in :class:`SandboxInfo`; a layer the OS refuses is
 dropped with a warning, never silently):
@@ -28,6 +40,9 @@ dropped with a warning, never silently):
 
 What is NOT protected:
   * Kernel exploits: this is process isolation, not a VM; there is no seccomp filter.
+  * The audit hook against a determined program: CPython's audit events do not cover every
+    capability (``os.write`` has none), and a program can reach the child's own frames
+    (``inspect``) to interfere with the hook's bookkeeping. The layers above still hold.
   * A program forging its own result (e.g. a value whose ``__repr__`` lies): results are only
     as honest as the code that produced them. Checkers compare parsed literals in the trainer.
   * Without root or user namespaces, chroot, the uid drop and the namespaces are unavailable;
@@ -54,6 +69,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Sequence
 
+from azr.executor import bans
+
 _ZYGOTE = str(Path(__file__).with_name("_zygote.py"))
 _HDR = struct.Struct(">I")
 
@@ -64,6 +81,8 @@ class Status(StrEnum):
     TIMEOUT = "timeout"
     MEMORY = "memory"
     KILLED = "killed"
+    BANNED = "banned"
+    """The program used a banned capability at run time (the audit hook in the child; ``bans.py``)."""
 
 
 @dataclass(frozen=True)
@@ -77,13 +96,18 @@ class Job:
     repeat: int = 1
     """Run the program this many times in the job's child, each from fresh globals (the
     determinism check compares the values; see ``validate``)."""
+    varied: int = 0
+    """Runs besides those, in the worker's twin zygote: another string hash seed, and a heap
+    shifted by random-size allocations before each run, so a value that depends on set order or
+    object addresses changes (the determinism check). Their values follow the `repeat` runs'."""
 
 
 @dataclass(frozen=True)
 class ExecResult:
     status: Status
     values: tuple[str, ...] | None
-    """``repr`` of the call's result for each run when status is ok, else None."""
+    """``repr`` of the call's result for each run when status is ok (the `repeat` runs, then the
+    `varied` ones), else None."""
     error: str = ""
     stdout: str = ""
     stderr: str = ""
@@ -122,11 +146,17 @@ class SandboxConfig:
     workers: int = 0
     """Worker processes; 0 means one per CPU core."""
     uid_base: int = 61000
-    """When running as root, worker i's children run as uid ``uid_base + i``."""
+    """When running as root, worker i's children run as uid ``uid_base + i``, its twin's (the
+    varied runs) as ``uid_base + 512 + i``."""
     network_namespace: bool = True
     """Put workers in an empty network namespace (needs ``unshare``); off only for debugging."""
     filesystem_jail: bool = True
     """chroot each child into its empty work dir when privileges allow."""
+    audit: bool = True
+    """Enforce the ban list at run time in each child with an audit hook (a banned capability
+    gives Status.BANNED); off only to test the other layers on their own."""
+    twin_hash_seed: int = 1
+    """PYTHONHASHSEED of the twin zygotes that run varied runs (workers use 0)."""
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "memory_mb", "max_processes", "max_open_files", "max_file_mb", "output_cap"):
@@ -136,6 +166,8 @@ class SandboxConfig:
             raise ValueError(f"SandboxConfig.memory_mb={self.memory_mb} is too small for Python; use >= 64")
         if self.workers < 0:
             raise ValueError("SandboxConfig.workers must be >= 0 (0 = one per core)")
+        if not 0 < self.twin_hash_seed <= 4294967295:
+            raise ValueError("SandboxConfig.twin_hash_seed must be in 1..4294967295 (workers use 0; it must differ)")
 
 
 @dataclass(frozen=True)
@@ -146,6 +178,7 @@ class SandboxInfo:
     warnings: tuple[str, ...] = ()
 
 
+_TWIN_UID_OFFSET = 512
 _MINIMAL_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 # The worker's namespace script: a private tmpfs on the work root, then the zygote.
 _MOUNT_SH = 'mount -t tmpfs -o "size=$1,mode=0755" tmpfs "$2" && shift 2 && exec "$@"'
@@ -189,9 +222,18 @@ class _Worker:
         os.chmod(self.root, 0o755)
         cfg = pool.config
         zcfg = {
+            "role": "primary",
             "workdir": os.path.join(self.root, "work"),
+            "twin_workdir": os.path.join(self.root, "work-twin"),
+            "twin_hash_seed": cfg.twin_hash_seed,
+            "audit": cfg.audit,
+            "banned_modules": sorted(bans.BANNED_MODULES),
+            "banned_events": sorted(bans.BANNED_EVENTS),
+            "banned_event_prefixes": list(bans.BANNED_EVENT_PREFIXES),
+            "task_banned_events": sorted(bans.TASK_BANNED_EVENTS),
             "chroot": mode.chroot,
             "uid": cfg.uid_base + idx if mode.drop_uid else None,
+            "twin_uid": cfg.uid_base + _TWIN_UID_OFFSET + idx if mode.drop_uid else None,
             "memory_bytes": cfg.memory_mb << 20,
             "max_processes": cfg.max_processes,
             "max_open_files": cfg.max_open_files,
@@ -367,13 +409,16 @@ class SandboxPool:
                             attempts[k] += 1
                         try:
                             w.send([{"id": k, "code": jobs[k].code, "call": jobs[k].call, "timeout_s": timeouts[k],
-                                     "repeat": jobs[k].repeat}
+                                     "repeat": jobs[k].repeat, "varied": jobs[k].varied}
                                     for k in batch])
                         except (BrokenPipeError, OSError):
                             self._worker_lost(i, pending, results, attempts)
                             continue
-                        # Zygote-level safety net: a job's own timeout plus slack for the fork.
-                        deadlines[i] = time.monotonic() + sum(timeouts[k] * jobs[k].repeat for k in batch) + 5.0
+                        # Zygote-level safety net: the jobs' own limits (a varied run may be run twice: in the
+                        # twin's shared child, then alone) plus slack for the forks and the twin's start.
+                        deadlines[i] = time.monotonic() + 5.0 + sum(
+                            timeouts[k] * (jobs[k].repeat + 2 * jobs[k].varied) + (2.0 if jobs[k].varied else 0.0)
+                            for k in batch)
                         active.add(i)
                         sel.register(w.out_fd, selectors.EVENT_READ, i)
                 for key, _ in sel.select(timeout=0.5):

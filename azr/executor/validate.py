@@ -2,13 +2,20 @@
 
 A task is valid when the program parses, defines exactly one top-level ``f`` (helpers inside
 ``f`` are fine; module-level constants and imports are kept, SPEC §2), uses nothing banned,
-and ``f(input)`` runs without error within the limit, twice with equal results (determinism),
-producing a Python literal. Every failure comes back as a :class:`Validation` whose ``reason``
-is an :class:`InvalidReason`; nothing here raises on bad programs.
+and ``f(input)`` runs without error within the limit, with equal results on every run
+(determinism), producing a Python literal. Every failure comes back as a :class:`Validation`
+whose ``reason`` is an :class:`InvalidReason`; nothing here raises on bad programs.
 
-The static checks are a first filter for honest mistakes and the paper's task hygiene; they
-are *not* the security boundary (the sandbox is: ``().__class__.__subclasses__()`` and friends
-walk around any AST ban list).
+Banned use is checked twice (``bans.py``): statically on the AST, a cheap first pass for honest
+mistakes, and at run time by an audit hook in the jailed child, which sees what the program does
+however it spells it (``getattr(__builtins__, '__imp' + 'ort__')('o' + 's')``). Neither is the
+security boundary; the sandbox is.
+
+Determinism: the program runs ``runs`` times in its own child, each from fresh globals (a value
+that carries state from one run to the next differs), and once more in a varied run: another
+process with another string hash seed and a shifted heap (a value that depends on set order or
+object addresses differs). A solver could not predict such a value, and it would change on
+another machine.
 """
 
 from __future__ import annotations
@@ -18,17 +25,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Sequence
 
+from azr.executor.bans import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
 from azr.executor.checkers import call_expr, input_ok, parse_literal
 from azr.executor.sandbox import Job, SandboxPool, Status
 
-# The one place the ban list lives. SPEC §3: the reference list, then ours.
-BANNED_MODULES = frozenset(
-    "logging random multiprocessing pebble subprocess threading datetime time hashlib hmac bcrypt calendar "
-    "os sys shutil socket ctypes importlib".split()
-)
-BANNED_NAMES = frozenset({"open", "eval", "exec", "__import__", "input", "compile", "breakpoint", "globals", "vars"})
-"""Builtins a task may not use (unless the program binds the name itself, e.g. ``def f(input)``)."""
-BANNED_ATTRIBUTES = frozenset({"__subclasses__", "__globals__", "__builtins__", "__code__", "__import__"})
+__all__ = ["BANNED_ATTRIBUTES", "BANNED_MODULES", "BANNED_NAMES", "InvalidReason", "Validation", "banned_usage",
+           "static_check", "validate", "validate_many"]
 
 
 class InvalidReason(StrEnum):
@@ -63,6 +65,7 @@ _STATUS_REASON = {
     Status.TIMEOUT: InvalidReason.TIMEOUT,
     Status.MEMORY: InvalidReason.MEMORY,
     Status.KILLED: InvalidReason.CRASHED,
+    Status.BANNED: InvalidReason.BANNED,
 }
 
 
@@ -110,13 +113,16 @@ def static_check(program: str) -> tuple[InvalidReason, str] | None:
 
 
 def validate_many(
-    pool: SandboxPool, tasks: Sequence[tuple[str, str]], runs: int = 2, literal_inputs: bool = True
+    pool: SandboxPool, tasks: Sequence[tuple[str, str]], runs: int = 2, literal_inputs: bool = True,
+    varied: int = 1,
 ) -> list[Validation]:
     """Validate (program, input) pairs; executions go to the pool as one batch.
 
-    The determinism check runs the program `runs` times, each from fresh globals, in the
-    task's own jailed child, and requires equal values. Proposed inputs must be literal
-    argument lists; ``literal_inputs=False`` accepts argument expressions (see ``input_ok``).
+    The determinism check runs the program `runs` times, each from fresh globals, in the task's
+    own jailed child, then `varied` times in a varied run (another hash seed and heap layout; see
+    ``Job.varied``; 0 skips it, for measuring its cost), and requires equal values. Proposed inputs
+    must be literal argument lists; ``literal_inputs=False`` accepts argument expressions (see
+    ``input_ok``).
     """
     out: list[Validation | None] = [None] * len(tasks)
     to_run = []
@@ -128,7 +134,8 @@ def validate_many(
             out[i] = Validation(InvalidReason.BAD_INPUT, detail=f"input is not a literal argument list: {inp[:200]!r}")
         else:
             to_run.append(i)
-    results = pool.run_many([Job(tasks[i][0], call_expr(tasks[i][1]), repeat=runs) for i in to_run])
+    results = pool.run_many([Job(tasks[i][0], call_expr(tasks[i][1]), repeat=runs, varied=varied)
+                            for i in to_run])
     for i, res in zip(to_run, results):
         out[i] = _judge(res)
     return out  # type: ignore[return-value]
@@ -145,5 +152,6 @@ def _judge(res) -> Validation:
     return Validation(None, output=res.values[0])
 
 
-def validate(pool: SandboxPool, program: str, inp: str, runs: int = 2, literal_inputs: bool = True) -> Validation:
-    return validate_many(pool, [(program, inp)], runs, literal_inputs)[0]
+def validate(pool: SandboxPool, program: str, inp: str, runs: int = 2, literal_inputs: bool = True,
+             varied: int = 1) -> Validation:
+    return validate_many(pool, [(program, inp)], runs, literal_inputs, varied)[0]
