@@ -7,6 +7,8 @@ checks that the host is unharmed and that the caller and the pool still work.
 
 from __future__ import annotations
 
+import ast
+
 import os
 import socket
 import threading
@@ -188,7 +190,13 @@ def f(x):
             out.append(type(e).__name__)
     return out
 """
-    pool.run(Job(code, "f(0)"))
+    res = pool.run(Job(code, "f(0)"))
+    # The kills themselves failed (not merely survived by a respawned worker): the parent and pid 1
+    # are another uid's (PermissionError), the test process is outside the pid namespace
+    # (ProcessLookupError), or the layer that stops each is missing and the test says which.
+    assert res.ok, res
+    for target, outcome in zip(("parent", "test process", "pid 1"), ast.literal_eval(res.value)):
+        assert outcome in ("PermissionError", "ProcessLookupError"), (target, outcome, pool.info.layers)
     assert_alive(pool)  # this process and the pool's workers survived
 
 
