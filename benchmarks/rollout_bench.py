@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     model_name = args.model or default_model()
 
-    peaks = {dt: matmul_peak(dt, seconds=2.0) for dt in ("bfloat16", "float32")}
+    peaks = {dt: matmul_peak(dt, seconds=3.0) for dt in ("bfloat16", "float32")}
     peak_dtype = max(peaks, key=peaks.get)
     peak = peaks[peak_dtype]
     t0 = time.perf_counter()
