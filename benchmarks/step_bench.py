@@ -12,9 +12,9 @@ matmul FLOPs the step performs (``azr.policy.flops``): prompt tokens actually en
 prefix sharing), decoded tokens with their context, and for the learner every prompt+response
 token of each forward, ×3 with a full backward, ×2 with frozen base weights (LoRA). Padding is not
 counted: it is waste, not work. ``peak_frac`` = counted FLOPs ÷ (step time × peak), with the peak
-measured in this run (before and after the steps; the better) by a plain square matmul in bf16 and in fp32; the larger one is the peak (on
-CPUs without native bf16 the bf16 matmul is emulated and far slower than fp32, so fp32 is what the
-policy computes in there; both are printed). Also prints the learner's tok/s and its own fraction of
+measured in this run (before and after the steps; the better) by a plain square matmul in bf16 and
+in fp32; the larger one is the peak (on CPUs without native bf16 the bf16 matmul is emulated and far
+slower than fp32, so fp32 is what the policy computes there; both are printed). Also prints the learner's tok/s and its own fraction of
 the peak, and the process's peak RSS.
 
     python benchmarks/step_bench.py [--steps 1] [--seed-tries 8] [extra `azr train` flags]
@@ -122,7 +122,8 @@ def main() -> None:
 
     pol = run.eng.policy
     pol.engine = args.engine
-    print(f"model={cfg.model.name} engine={args.engine} lora_rank={cfg.model.lora_rank} gen_dtype={pol.config.gen_dtype} "
+    print(f"model={cfg.model.name} engine={args.engine} lora_rank={cfg.model.lora_rank} "
+          f"gen_dtype={pol.config.gen_dtype} "
           f"train_autocast={pol.config.train_autocast} B={cfg.selfplay.batch_size} n={cfg.selfplay.n_mc} "
           f"gen_batch={cfg.rollout.gen_batch_size} micro_batch={cfg.optim.micro_batch} "
           f"mini_batches={cfg.optim.mini_batches}")
@@ -149,7 +150,8 @@ def main() -> None:
         rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(f"step {i + 1}: " + " ".join(f"{k}={v:.1f}s" for k, v in row.items())
               + f" | prompt tok {COUNTS['prompt_tokens']:.0f} (encoded {COUNTS['prefill_tokens']:.0f} in"
-              f" {COUNTS['prefill_s']:.1f}s), generated {COUNTS['generated_tokens']:.0f} (decode {COUNTS['decode_s']:.1f}s)"
+              f" {COUNTS['prefill_s']:.1f}s), generated {COUNTS['generated_tokens']:.0f}"
+              f" (decode {COUNTS['decode_s']:.1f}s)"
               f" -> {COUNTS['generated_tokens'] / max(row['propose'] + row['learnability'] + row['solve'], 1e-9):.1f}"
               f" gen tok/s over the three rollout stages")
         print(f"  learner: {COUNTS['train_tokens']:.0f} tokens with grad in {COUNTS['train_s']:.1f}s, "
