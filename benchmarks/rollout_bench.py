@@ -55,8 +55,8 @@ _POOL = [
     ("def f(nums):\n    return sorted(set(nums))[:3]", "[5, 1, 5, 3, 2]"),
     ("def f(a, b):\n    return a * b - a", "3, 7"),
     ("def f(d):\n    return {v: k for k, v in d.items()}", "{'a': 1, 'b': 2}"),
-    ("def f(n):\n    total = 0\n    for i in range(n):\n        if i % 3 == 0:\n            total += i\n    return total",
-     "10"),
+    ("def f(n):\n    total = 0\n    for i in range(n):\n        if i % 3 == 0:\n"
+     "            total += i\n    return total", "10"),
     ("def f(text):\n    words = text.split()\n    return ' '.join(w.capitalize() for w in words)", "'hello big world'"),
     ("def f(xs):\n    out = []\n    for x in xs:\n        out.append(x * x if x % 2 else -x)\n    return out",
      "[1, 2, 3, 4]"),
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     model_name = args.model or default_model()
 
-    peaks = {dt: matmul_peak(dt, seconds=2.0) for dt in ("bfloat16", "float32")}
+    peaks = {dt: matmul_peak(dt, seconds=3.0) for dt in ("bfloat16", "float32")}
     peak_dtype = max(peaks, key=peaks.get)
     peak = peaks[peak_dtype]
     t0 = time.perf_counter()

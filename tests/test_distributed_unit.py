@@ -75,7 +75,7 @@ def test_exported_lora_weights_load_into_a_plain_model_that_samples_like_the_lea
 
     from azr.policy import GenerationConfig, LoraSettings, PolicyConfig, load_policy
 
-    learner = load_policy("tiny", PolicyConfig(device="cpu", lora=LoraSettings(r=4), seed=0))
+    learner = load_policy("tiny", PolicyConfig(device="cpu", lora=LoraSettings(r=4), gen_dtype="bfloat16", seed=0))
     with torch.no_grad():
         for p in learner.parameters():  # move the adapters off their zero init, as training would
             p.add_(0.5 * torch.randn_like(p))

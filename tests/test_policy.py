@@ -281,7 +281,7 @@ def test_generation_copy_follows_fused_optimizer_updates(lora):
     use the updated weights."""
     if lora is not None:
         pytest.importorskip("peft")
-    policy = load_policy("tiny", PolicyConfig(device="cpu", lora=lora))  # bf16 generation copy
+    policy = load_policy("tiny", PolicyConfig(device="cpu", lora=lora, gen_dtype="bfloat16"))  # a generation copy
     policy.generate(["hi"], GenerationConfig(max_new_tokens=2, greedy=True))
     gen = policy._generation_model()
     assert gen is not policy.module and next(gen.parameters()).dtype == torch.bfloat16

@@ -107,7 +107,8 @@ def test_rows_stopping_early_free_slots_without_disturbing_others(tiny, monkeypa
     # take the first whose run moves a live row into a finished row's slot.
     def mid_stops(t):
         return sum(0 < f.index(t) < 10 for f in free if t in f)
-    candidates = sorted({t for f in free for t in f if any(t not in f2 for f2 in free)}, key=lambda t: (-mid_stops(t), t))
+    candidates = sorted({t for f in free for t in f if any(t not in f2 for f2 in free)},
+                        key=lambda t: (-mid_stops(t), t))
     for stop in candidates[:10]:
         monkeypatch.setattr(tiny, "_eos_ids", {stop})
         stopped = tiny.generate(PROMPTS, cfg)

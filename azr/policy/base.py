@@ -63,8 +63,10 @@ class GenerationConfig:
     greedy: bool = False
     """Take the argmax at every step instead of sampling (deterministic; ignores temperature/top_p)."""
     batch_size: int = 8
-    """Prompts per forward batch. Prompts are sorted by length and chunked into batches of this size;
-    larger batches raise throughput on CPU up to ~32 but cost memory for the KV cache."""
+    """Sequences decoded together: the slots of the rollout engine's KV cache (a finished sequence's
+    slot goes to the next waiting prompt), or the size of each padded batch for models the slot engine
+    does not support. Larger batches amortise each decode step's weight reads; the KV cache costs
+    ``batch_size × (longest prompt + max_new_tokens)`` tokens (12 KB each for Qwen2.5-0.5B)."""
     response_prefix: str = ""
     """Text the assistant turn starts with before sampling (e.g. ``"<answer>"``). Its tokens are appended to
     ``prompt_ids`` (never sampled, never trained on) and ``response`` starts with it, so parsers see the

@@ -3,31 +3,32 @@
 :class:`HFPolicy` implements :class:`azr.policy.base.Policy` around any
 ``AutoModelForCausalLM`` + tokenizer pair.
 
-**Rollouts** use our own decode loop instead of ``model.generate``. It produces the same greedy
-tokens (checked against ``generate`` on SmolLM2) at the same speed, and gives three things
-``generate`` does not:
+**Rollouts** use our own decode loop instead of ``model.generate``. Both engines draw from a
+private ``torch.Generator`` per call, so a seed reproduces a call without touching the global RNG
+that the trainer also uses, and both feed the model the exact ``prompt_ids`` they return.
 
-* a private ``torch.Generator`` per call, so a seed reproduces a batch without touching the
-  global RNG that the trainer also uses;
-* **compaction**: rows that have emitted EOS are dropped from the batch and from the KV cache,
-  so a batch costs what its live rows cost, not what its longest row costs (RL responses vary
-  from a few tokens to ``max_new_tokens``);
-* exact control over left padding and position ids, the same layout the scorer uses.
+* ``engine = "slots"`` (default; :mod:`azr.policy.slots`): ``batch_size`` sequences live in slots of
+  a preallocated KV cache; a finished row leaves at once and a waiting prompt takes its slot
+  (continuous batching), and prompt prefixes shared by several prompts of the call (the stage's
+  instructions, learnability's n copies of each task) are encoded once. Same greedy tokens as
+  ``model.generate`` (tests/test_slots.py). Llama/Qwen2-style models only; others use:
+* ``engine = "padded"`` (the previous engine): prompts sorted by length and chunked into
+  left-padded ``batch_size`` batches; rows that emit EOS are dropped from the batch and its
+  ``DynamicCache`` (compaction).
 
-Prompts are sorted by length (longest first) and chunked into ``batch_size`` batches, then the
-results are put back in input order.
-
-**Dtypes.** Measured on the 2-core CPU box with SmolLM2-135M at batch 8 (warm): fp32 75 tok/s,
-fp32 weights under bf16 autocast 92 tok/s, bf16 weights 119 tok/s. Autocast re-casts every
-weight at every decode step, so for rollouts the policy keeps a bf16 *copy* of the weights
-(``PolicyConfig.gen_dtype``). Every ``generate`` call first re-copies the trained weights into
+**Dtypes.** ``PolicyConfig.gen_dtype`` and ``train_autocast`` default to ``"auto"``: bf16 where the
+CPU has native bf16 matmuls (AMX or AVX512-BF16; CUDA), fp32 elsewhere. Both kinds of host turn up
+on the project's 2-core VM: on an AMX host a 2048³ bf16 matmul runs at ~917 GFLOP/s (SPEC §6),
+on an AVX2-only EPYC at ~1 GFLOP/s (emulated) against ~120-230 GFLOP/s in fp32, so a fixed bf16
+default made rollouts and the learner 10-100x slower there. When the generation dtype differs
+from ``param_dtype`` the policy keeps a *copy* of the weights in it (autocast would re-cast every
+weight at every decode step). Every ``generate`` call first re-copies the trained weights into
 it: that costs 15 ms for SmolLM2 on CPU, next to seconds of decoding, and needs no cooperation
 from the trainer. (Autograd version counters would be a cheaper "did it change" test, but the
 fused AdamW kernel updates weights without bumping them, so they cannot be trusted.) Under LoRA
 the copy holds the *merged* weights; it is rebuilt only when an adapter weight differs from a
 snapshot taken at the last build (adapters are a few MB, so the exact compare is cheap).
-Training keeps fp32 master weights and runs the forward under bf16 autocast
-(``train_autocast``), ~1.7x plain fp32 (SPEC §6).
+Training keeps fp32 master weights and runs the forward under ``train_autocast``.
 
 **Scoring layout.** Prompts are left-padded to the micro-batch's longest prompt P and responses
 right-padded to its longest response T', so every response starts at column P. Position ids are
