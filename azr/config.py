@@ -3,8 +3,8 @@
 Each field's docstring is its CLI help (tyro reads them). ``finalize`` derives values and checks
 the whole config, with errors that say how to fix them. Presets:
 
-* ``cpu``       — the default: the embedded SmolLM2-135M-Instruct, sized for minutes per step on
-                  2 CPU cores (our values; SPEC §1 gives the GPU reference).
+* ``cpu``       — the default: the embedded Qwen2.5-Coder-0.5B-Instruct, sized for 2 CPU cores
+                  (our values; SPEC §1 gives the GPU reference).
 * ``quick``     — the README's main job: the cpu recipe scaled down to finish in minutes.
 * ``tiny-test`` — a tiny random model built in code; seconds per step; for tests.
 * ``paper``     — the reference defaults of SPEC §1 (B=64, n=8, K=6, N=10, lr 1e-6, 10 s timeout).
@@ -251,27 +251,25 @@ class TrainConfig:
 
 
 def cpu() -> TrainConfig:
-    """The embedded SmolLM2-135M on 2 CPU cores; where it deviates from SPEC §1 it says why.
+    """The embedded Qwen2.5-Coder-0.5B-Instruct on 2 CPU cores; where it deviates from SPEC §1 it says why.
 
-    * Solver turns start with `<answer>` (`rollout.solve_prefix`) and are capped at 48 tokens: out of the box the
-      model never opens an answer tag by itself (0/800 formatted on CRUXEval), so every reward would be −1 and
-      TRR++ would have nothing to normalise. With the prefix about a third of its answers parse, which gives the
-      solver groups reward variance from step 1. The price is no reasoning budget for the solver; at 135M its
-      `<think>` text did not help (it re-prints the program). Evaluate with `--prompt-style azr --response-prefix
-      '<answer>\\n'`; `--eval-every` does (the eval then measures the format the solver trains on).
-    * Temperature 0.7 instead of 1.0: at 1.0 the model's text degenerates within a few dozen tokens.
-    * B=8, n=4 (SPEC: 64, 8), proposals capped at 128 tokens, lr 1e-5 (SPEC: 1e-6): the run must fit in well under
-      an hour on 2 cores, and 1e-6 moves a 135M model by nothing in so few steps.
-    * 25 steps (~20 min): measured, deduction and abduction solve accuracy reach 1.0 by step ~11-15; past that their
-      groups have no reward variance, so no gradient, while the proposer still writes no valid task.
-    * Seeding is capped at 30 generations per type: SmolLM2 almost never writes a valid task (SPEC §6), and a
-      longer search costs minutes for nothing; the step loop fills short batches from the buffers.
+    * Solver turns start with `<answer>` (`rollout.solve_prefix`, answer-first) and are capped at 48 tokens: a
+      reasoning budget of hundreds of tokens per answer (the reference's `<think>` format, kept by the `paper`
+      preset) would multiply the cost of the learnability and solve stages on 2 cores. Evaluate with
+      `--prompt-style azr --response-prefix '<answer>\n'` to measure what it trains.
+    * Proposals capped at 128 tokens; B=8, n=4 (SPEC: 64, 8); one PPO mini-batch (SPEC/paper: 3), since each
+      optimizer step of a 0.5B model costs minutes here; lr 1e-5 (SPEC: 1e-6: too little movement in tens of
+      steps). Temperature 0.7 (SPEC: 1.0) and lr are carried over from the SmolLM2 recipe, not re-tuned for Qwen.
+    * micro_batch 4: the learner keeps fp32 weights, gradients and AdamW states (~10 GB for 0.5B) and the
+      activations of a micro-batch; at 8 sequences a step peaked at 21.2 GiB RSS (benchmarks/README.md).
+    * Seeding is capped at 30 generations per type: measured on Qwen, 20 generations per type gave 5 new valid
+      deduction tasks, 4 abduction and 1 induction; the step loop fills short batches from the buffers.
     """
     return TrainConfig(
         rollout=RolloutConfig(max_new_tokens_propose=128, max_new_tokens_solve=48, temperature=0.7,
                               solve_prefix="<answer>\n"),
         selfplay=SelfPlayConfig(batch_size=8, n_mc=4, seed_max_tries=30),
-        optim=OptimConfig(lr=1e-5, micro_batch=8),
+        optim=OptimConfig(lr=1e-5, micro_batch=4),
         run=RunConfig(name="azr-cpu", steps=25),
         eval=EvalConfig(limit=50, prompt_style="azr", response_prefix="<answer>\n"),
     )
