@@ -290,7 +290,8 @@ def generate_slots(
         store = SlotCache(cfg, len(plan.prefixes), max(len(p) for p in plan.prefixes) + 1, dtype, device)
         prefill(store, 0, plan.prefixes, [0] * len(plan.prefixes))  # logits unused: every member has a suffix
 
-    # Admission order: members of a prefix group together, longest prompts first within the call.
+    # Admission order: longest prompts first (group members need not come together: the store keeps
+    # their prefix for the whole call).
     queue = sorted(range(n), key=lambda i: (-len(prompts[i]), plan.group[i], i))
     queue.reverse()  # pop() from the end
     out: list[list[int]] = [[] for _ in range(n)]
@@ -328,6 +329,8 @@ def generate_slots(
         # never leave the batch idle: admit when it is empty or a good share of slots is free.
         if queue and free > 0 and (not row_req or free >= max(1, slots // 8) or len(queue) <= free):
             new = [queue.pop() for _ in range(min(free, len(queue)))]
+            # Longest unshared part first, so each prefill chunk pads little.
+            new.sort(key=lambda r: -(len(prompts[r]) - plan.shared[r]))
             stats.admissions += 1
             first = len(row_req)
             for k, r in enumerate(new):
