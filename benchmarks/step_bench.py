@@ -79,10 +79,19 @@ class _Counting:
         body = self._mf.body * toks + self._mf.head * logits
         return fwd + self._bwd * body + 2 * self._mf.attn_per_ctx * ctx
 
+    def _unshared(self, before: int, grad: bool) -> float:
+        """FLOPs of the prompt tokens the learner encoded once for several rows (since `before`): not done, so
+        not counted (attention over them is left in: a small overcount)."""
+        saved = getattr(self._inner, "learner_shared_tokens", 0) - before
+        COUNTS["learner_shared_tokens"] += saved
+        return saved * self._mf.body * ((1.0 + self._bwd) if grad else 1.0)
+
     def sequence_logprobs(self, prompt_ids, response_ids, **kw):
         t0 = time.perf_counter()
+        before = getattr(self._inner, "learner_shared_tokens", 0)
         out = self._inner.sequence_logprobs(prompt_ids, response_ids, **kw)
         FLOPS["learner"] += self._score_flops(prompt_ids, response_ids, kw.get("grad", False))
+        FLOPS["learner"] -= self._unshared(before, kw.get("grad", False))
         COUNTS["score_tokens"] += sum(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))
         COUNTS["score_s"] += time.perf_counter() - t0
         return out
@@ -91,9 +100,10 @@ class _Counting:
         grad = kw.get("grad", True)
         it = self._inner.iter_logprob_microbatches(prompt_ids, response_ids, **kw)
         t_start = time.perf_counter()
+        before = getattr(self._inner, "learner_shared_tokens", 0)
         # The caller's backward runs between our yields, so time the whole iteration (forward + backward).
         yield from it
-        FLOPS["learner"] += self._score_flops(prompt_ids, response_ids, grad)
+        FLOPS["learner"] += self._score_flops(prompt_ids, response_ids, grad) - self._unshared(before, grad)
         COUNTS["train_tokens" if grad else "score_tokens"] += sum(len(p) + len(r) for p, r in zip(prompt_ids,
                                                                                                response_ids))
         COUNTS["train_s" if grad else "score_s"] += time.perf_counter() - t_start
@@ -155,7 +165,8 @@ def main() -> None:
               f" -> {COUNTS['generated_tokens'] / max(row['propose'] + row['learnability'] + row['solve'], 1e-9):.1f}"
               f" gen tok/s over the three rollout stages")
         print(f"  learner: {COUNTS['train_tokens']:.0f} tokens with grad in {COUNTS['train_s']:.1f}s, "
-              f"{COUNTS['score_tokens']:.0f} without in {COUNTS['score_s']:.1f}s -> {learn_tok:.1f} tok/s, "
+              f"{COUNTS['score_tokens']:.0f} without in {COUNTS['score_s']:.1f}s "
+              f"({COUNTS['learner_shared_tokens']:.0f} shared prompt tokens encoded once) -> {learn_tok:.1f} tok/s, "
               f"{FLOPS['learner'] / max(learn_s, 1e-9) / 1e9:.1f} GFLOP/s = {learn_frac:.1%} of peak; "
               f"update sequences {metrics.get('update/sequences', 0):.0f}")
         print(f"  FLOPs: rollouts {FLOPS['gen'] / 1e12:.2f} T, learner {FLOPS['learner'] / 1e12:.2f} T; "

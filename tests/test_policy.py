@@ -229,6 +229,82 @@ def test_iter_microbatches_cover_rows_and_align(tiny):
     assert sorted(seen) == [0, 1, 2, 3]
 
 
+# ---------------------------------------------------------------------------- learner prefix sharing
+
+# Longer than the learner's 128-token grouping key, as self-play instructions are.
+HEADER = ("Predict the output of the function f for the input, and answer inside answer tags. Think about "
+          "every line of the program before you answer, then write the output as a Python literal. ")
+
+
+@pytest.fixture(scope="module")
+def sensitive():
+    """The tiny model re-drawn at gain 2 (as in tests/test_slots.py): every log-prob depends on the whole
+    context, so a prefix cache that dropped or misplaced a position would change the numbers."""
+    policy = load_policy("tiny", FP32)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in policy.module.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 2.0 / p.shape[1] ** 0.5)
+    return policy
+
+
+def _shared_rows(policy):
+    prompts = [HEADER + "x = 1", HEADER + "a longer tail: [1, 2, 3]", "short", HEADER + "x = 22", HEADER + "y"]
+    return _rows(policy, n_tokens=(3, 7, 4, 5, 2), prompts=prompts)
+
+
+def _grads(policy, p_ids, r_ids, share_min, micro_batch):
+    policy.learner_share_min = share_min
+    try:
+        policy.module.zero_grad(set_to_none=True)
+        adv = torch.tensor([1.0, -0.5, 2.0, -1.0, 0.25])
+        lps = torch.zeros(len(p_ids), max(len(r) for r in r_ids))
+        for mb in policy.iter_logprob_microbatches(p_ids, r_ids, micro_batch=micro_batch):
+            (-(adv[mb.index][:, None] * mb.logprobs).sum()).backward()
+            lps[mb.index] = mb.logprobs.detach()
+        return lps, {n: p.grad.clone() for n, p in policy.module.named_parameters() if p.grad is not None}
+    finally:
+        policy.learner_share_min = 32
+
+
+def test_learner_encodes_a_shared_prompt_prefix_once(sensitive, monkeypatch):
+    p_ids, r_ids = _shared_rows(sensitive)
+    shared = []
+    score = sensitive._score
+    monkeypatch.setattr(sensitive, "_score", lambda *a, **k: (shared.append(k["shared"]), score(*a, **k))[1])
+    list(sensitive.iter_logprob_microbatches(p_ids, r_ids, micro_batch=4))
+    # The four HEADER rows land in one micro-batch; the header (and the chat template) is encoded once for them.
+    assert max(shared) >= len(HEADER) and sorted(shared)[0] == 0
+
+
+def test_learner_prefix_sharing_gives_the_same_logprobs_and_gradients(sensitive):
+    p_ids, r_ids = _shared_rows(sensitive)
+    for micro_batch in (2, 5):
+        lp_off, g_off = _grads(sensitive, p_ids, r_ids, share_min=0, micro_batch=micro_batch)
+        lp_on, g_on = _grads(sensitive, p_ids, r_ids, share_min=8, micro_batch=micro_batch)
+        torch.testing.assert_close(lp_on, lp_off, atol=1e-5, rtol=0)
+        assert g_on.keys() == g_off.keys() and g_on
+        for name in g_off:
+            torch.testing.assert_close(g_on[name], g_off[name], atol=1e-5, rtol=1e-4, msg=name)
+    # and both equal the unbatched ground truth
+    for i, (p, r) in enumerate(zip(p_ids, r_ids)):
+        torch.testing.assert_close(lp_on[i, : len(r)], _reference_logprobs(sensitive, p, r), atol=1e-5, rtol=0)
+
+
+def test_learner_microbatches_group_rows_by_instructions():
+    from azr.policy.hf import _learner_microbatches
+
+    a, b = list(range(200)), list(range(500, 700))
+    prompts = [a + [1], b + [2, 2], a + [3, 3, 3], b + [4], a + [5, 5]]
+    responses = [[9]] * 5
+    groups = list(_learner_microbatches(prompts, responses, 3, share_min=32))
+    assert groups == [[2, 4, 0], [1, 3]]  # a's rows (longest first), then b's
+    assert list(_learner_microbatches(prompts, responses, 3, share_min=0)) == [[2, 1, 4], [0, 3]]
+    # a micro-batch never straddles two groups
+    assert list(_learner_microbatches(prompts[:4], responses, 3, share_min=32)) == [[2, 0], [1, 3]]
+
+
 def test_bad_logprob_inputs(tiny):
     with pytest.raises(ValueError):
         tiny.sequence_logprobs([[1, 2]], [[]], grad=False, micro_batch=1)
@@ -471,3 +547,20 @@ def test_tiny_on_cuda():
         (-mb.logprobs.sum()).backward()
     assert all(p.grad is not None for p in policy.parameters())
 
+
+
+def test_learner_prefix_sharing_under_lora_gives_the_same_adapter_gradients():
+    pytest.importorskip("peft")
+    policy = load_policy("tiny", PolicyConfig(device="cpu", gen_dtype="float32", train_autocast=None,
+                                              lora=LoraSettings(r=4, alpha=8)))
+    with torch.no_grad():  # LoRA's B starts at zero, which would leave A without gradient
+        for n, p in policy.module.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+    p_ids, r_ids = _shared_rows(policy)
+    lp_off, g_off = _grads(policy, p_ids, r_ids, share_min=0, micro_batch=5)
+    lp_on, g_on = _grads(policy, p_ids, r_ids, share_min=8, micro_batch=5)
+    torch.testing.assert_close(lp_on, lp_off, atol=1e-5, rtol=0)
+    assert g_on.keys() == g_off.keys() and all("lora_" in n for n in g_on)
+    for name in g_off:
+        torch.testing.assert_close(g_on[name], g_off[name], atol=1e-5, rtol=1e-4, msg=name)

@@ -215,6 +215,10 @@ class HFPolicy:
         # tests flip these to compare the two on the same weights.
         self.engine: str = "slots"
         self.share_prefixes: bool = True
+        # Learner: a scoring micro-batch whose prompts share at least this many leading tokens encodes them once
+        # (`_score`); 0 turns it off. Same numbers as encoding them per row, up to kernel rounding.
+        self.learner_share_min: int = 32
+        self.learner_shared_tokens: int = 0  # prompt tokens the learner did not encode again, since construction
         self.last_generate_stats = slots.SlotStats()
 
     # ------------------------------------------------------------------ basic accessors
@@ -478,15 +482,15 @@ class HFPolicy:
             if not p or not r:
                 raise ValueError(f"row {i}: prompt and response must each have at least one token")
         t_full = max(len(r) for r in response_ids)
-        order = sorted(range(len(prompt_ids)), key=lambda i: -(len(prompt_ids[i]) + len(response_ids[i])))
-        for start in range(0, len(order), micro_batch):
-            rows = order[start : start + micro_batch]
+        for rows in _learner_microbatches(prompt_ids, response_ids, micro_batch, self.learner_share_min):
+            prompts = [list(prompt_ids[i]) for i in rows]
             logprobs, mask, entropy = self._score(
-                [list(prompt_ids[i]) for i in rows],
+                prompts,
                 [list(response_ids[i]) for i in rows],
                 grad=grad,
                 temperature=temperature,
                 with_entropy=with_entropy,
+                shared=self._shared_prefix_len(prompts, grad),
             )
             pad = t_full - logprobs.shape[1]
             yield LogprobMicroBatch(
@@ -504,8 +508,14 @@ class HFPolicy:
         grad: bool,
         temperature: float,
         with_entropy: bool,
+        shared: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Log-probs of one micro-batch. ``shared`` > 0: the first ``shared`` prompt tokens, identical in every
+        row, run once (batch 1) and their KV cache is repeated for the rows (see `_shared_prefix_len`)."""
         g = len(prompts)
+        self.learner_shared_tokens += shared * (g - 1)
+        prefix = torch.tensor(prompts[0][:shared], dtype=torch.long, device=self._device).unsqueeze(0)  # (1, S)
+        prompts = [p[shared:] for p in prompts]
         p_len = max(len(p) for p in prompts)
         t_len = max(len(r) for r in responses)
         ids = torch.full((g, p_len + t_len), self._pad_id, dtype=torch.long)  # (G, P + T')
@@ -515,7 +525,7 @@ class HFPolicy:
             ids[i, p_len : p_len + len(r)] = torch.tensor(r, dtype=torch.long)
             attn[i, p_len - len(p) : p_len + len(r)] = 1
         ids, attn = ids.to(self._device), attn.to(self._device)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)  # (G, P + T')
+        pos = (attn.cumsum(-1) - 1).clamp(min=0) + shared  # (G, P + T')
         targets = ids[:, p_len:]  # (G, T')
         mask = attn[:, p_len:].float()  # (G, T')
 
@@ -533,7 +543,19 @@ class HFPolicy:
                 if self._has_logits_to_keep:
                     kwargs["logits_to_keep"] = t_len + 1
                 with autocast:
-                    out = forward(input_ids=ids, attention_mask=attn, position_ids=pos, **kwargs)
+                    if shared:
+                        # Autograd sees the prefix's keys/values used by every row, so the gradient through
+                        # the prefix is the sum over rows: the same as encoding it in each row.
+                        from transformers import DynamicCache
+
+                        cache = DynamicCache(config=self.model.config)
+                        forward(input_ids=prefix, use_cache=True, **{self._cache_arg: cache}, logits_to_keep=1)
+                        cache.batch_repeat_interleave(g)
+                        attn_all = torch.cat([attn.new_ones(g, shared), attn], dim=1)  # (G, S + P + T')
+                        kwargs.update(use_cache=True, **{self._cache_arg: cache})
+                        out = forward(input_ids=ids, attention_mask=attn_all, position_ids=pos, **kwargs)
+                    else:
+                        out = forward(input_ids=ids, attention_mask=attn, position_ids=pos, **kwargs)
                 # Logit at column c predicts token c+1: response token j (column P+j) is scored by
                 # column P+j-1, i.e. the kept window minus its last column.
                 if self._has_logits_to_keep:
@@ -555,6 +577,25 @@ class HFPolicy:
         finally:
             self.model.eval()
         return logprobs, mask, entropy
+
+    def _shared_prefix_len(self, prompts: list[list[int]], grad: bool) -> int:
+        """Prompt tokens the rows of a scoring micro-batch share and the learner may encode once: their
+        common prefix, minus one token so every row keeps its last prompt token (whose logit scores the
+        first response token). 0 (no sharing) below `learner_share_min` tokens, for a single row, and where
+        the KV-cache path is not the training path: gradient checkpointing (which turns the cache off) and
+        a DDP wrapper (which expects one forward per backward)."""
+        if self.learner_share_min <= 0 or len(prompts) < 2 or not self._has_logits_to_keep:
+            return 0
+        if grad and (self.config.gradient_checkpointing or self._train_forward is not None):
+            return 0
+        n = min(len(p) for p in prompts) - 1
+        first = prompts[0]
+        for p in prompts[1:]:
+            k = 0
+            while k < n and p[k] == first[k]:
+                k += 1
+            n = k
+        return n if n >= self.learner_share_min else 0
 
     # ------------------------------------------------------------------ persistence
 
@@ -580,6 +621,33 @@ class HFPolicy:
         }
         (out / "azr_policy.json").write_text(json.dumps(meta, indent=2, default=str))
         return out
+
+
+_GROUP_TOKENS = 128
+
+
+def _learner_microbatches(
+    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], micro_batch: int, share_min: int
+) -> Iterator[list[int]]:
+    """Row indices of each scoring micro-batch. Without prefix sharing, longest first (least padding). With it,
+    rows are grouped by their first `_GROUP_TOKENS` prompt tokens (which tell role and task type apart: the
+    chat template, then the stage's instructions) and each group is chunked on its own, longest first, so a
+    micro-batch never mixes groups and `_score` can encode its rows' instructions once. That costs at most one
+    short micro-batch per group."""
+    def length(i: int) -> int:
+        return len(prompt_ids[i]) + len(response_ids[i])
+
+    if share_min <= 0:
+        groups = [list(range(len(prompt_ids)))]
+    else:
+        by_key: dict[tuple[int, ...], list[int]] = {}
+        for i in range(len(prompt_ids)):
+            by_key.setdefault(tuple(prompt_ids[i][:_GROUP_TOKENS]), []).append(i)
+        groups = sorted(by_key.values(), key=lambda rows: -max(length(i) for i in rows))
+    for rows in groups:
+        order = sorted(rows, key=lambda i: -length(i))
+        for start in range(0, len(order), micro_batch):
+            yield order[start : start + micro_batch]
 
 
 def _sample(logits: torch.Tensor, cfg: GenerationConfig, rng: torch.Generator) -> torch.Tensor:
