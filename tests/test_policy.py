@@ -261,11 +261,20 @@ def _grads(policy, p_ids, r_ids, share_min, micro_batch):
         adv = torch.tensor([1.0, -0.5, 2.0, -1.0, 0.25])
         lps = torch.zeros(len(p_ids), max(len(r) for r in r_ids))
         for mb in policy.iter_logprob_microbatches(p_ids, r_ids, micro_batch=micro_batch):
-            (-(adv[mb.index][:, None] * mb.logprobs).sum()).backward()
-            lps[mb.index] = mb.logprobs.detach()
+            idx = mb.index.cpu()
+            (-(adv[idx].to(mb.logprobs.device)[:, None] * mb.logprobs).sum()).backward()
+            lps[idx] = mb.logprobs.detach().cpu()
         return lps, {n: p.grad.clone() for n, p in policy.module.named_parameters() if p.grad is not None}
     finally:
         policy.learner_share_min = 32
+
+
+def _assert_close_to_scale(actual, expected, rel, name):
+    """Equal up to `rel` of the tensor's largest entry: the prefix's gradient is summed over rows in another
+    order, so entries near 0 differ by rounding of the big ones (seen at 16 threads: 4e-5 on entries of 34)."""
+    scale = expected.abs().max().item()
+    err = (actual - expected).abs().max().item()
+    assert err <= rel * scale + 1e-8, f"{name}: max |diff| {err:.3g} > {rel:g} x {scale:.3g}"
 
 
 def test_learner_encodes_a_shared_prompt_prefix_once(sensitive, monkeypatch):
@@ -286,7 +295,7 @@ def test_learner_prefix_sharing_gives_the_same_logprobs_and_gradients(sensitive)
         torch.testing.assert_close(lp_on, lp_off, atol=1e-5, rtol=0)
         assert g_on.keys() == g_off.keys() and g_on
         for name in g_off:
-            torch.testing.assert_close(g_on[name], g_off[name], atol=1e-5, rtol=1e-4, msg=name)
+            _assert_close_to_scale(g_on[name], g_off[name], 1e-5, name)
     # and both equal the unbatched ground truth
     for i, (p, r) in enumerate(zip(p_ids, r_ids)):
         torch.testing.assert_close(lp_on[i, : len(r)], _reference_logprobs(sensitive, p, r), atol=1e-5, rtol=0)
@@ -548,6 +557,23 @@ def test_tiny_on_cuda():
     assert all(p.grad is not None for p in policy.parameters())
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_learner_prefix_sharing_on_cuda_gives_the_same_logprobs_and_gradients():
+    policy = load_policy("tiny", PolicyConfig(device="cuda", gen_dtype="float32", train_autocast=None))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in policy.module.parameters():
+            if p.dim() == 2:
+                p.copy_((torch.randn(p.shape, generator=g) * 2.0 / p.shape[1] ** 0.5).to(p.device))
+    p_ids, r_ids = _shared_rows(policy)
+    lp_off, g_off = _grads(policy, p_ids, r_ids, share_min=0, micro_batch=5)
+    lp_on, g_on = _grads(policy, p_ids, r_ids, share_min=8, micro_batch=5)
+    assert policy.learner_shared_tokens > 0
+    torch.testing.assert_close(lp_on, lp_off, atol=1e-4, rtol=0)
+    for name in g_off:
+        _assert_close_to_scale(g_on[name], g_off[name], 1e-4, name)
+
 
 def test_learner_prefix_sharing_under_lora_gives_the_same_adapter_gradients():
     pytest.importorskip("peft")
@@ -563,4 +589,4 @@ def test_learner_prefix_sharing_under_lora_gives_the_same_adapter_gradients():
     torch.testing.assert_close(lp_on, lp_off, atol=1e-5, rtol=0)
     assert g_on.keys() == g_off.keys() and all("lora_" in n for n in g_on)
     for name in g_off:
-        torch.testing.assert_close(g_on[name], g_off[name], atol=1e-5, rtol=1e-4, msg=name)
+        _assert_close_to_scale(g_on[name], g_off[name], 1e-5, name)
