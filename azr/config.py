@@ -257,19 +257,27 @@ def cpu() -> TrainConfig:
       reasoning budget of hundreds of tokens per answer (the reference's `<think>` format, kept by the `paper`
       preset) would multiply the cost of the learnability and solve stages on 2 cores. Evaluate with
       `--prompt-style azr --response-prefix '<answer>\n'` to measure what it trains.
-    * Proposals capped at 128 tokens; B=8, n=4 (SPEC: 64, 8); one PPO mini-batch (SPEC/paper: 3), since each
-      optimizer step of a 0.5B model costs minutes here; lr 1e-5 (SPEC: 1e-6: too little movement in tens of
-      steps). Temperature 0.7 (SPEC: 1.0) and lr are carried over from the SmolLM2 recipe, not re-tuned for Qwen.
+    * Proposer turns start with `<answer>` too (`rollout.propose_prefix`), within a 128-token cap: thinking first,
+      Qwen-0.5B spent the budget on prose ("Let's write…", "I'm sorry…") and closed few answers. Measured with
+      the same 30 seeding generations per type, seeding found 13 new valid tasks without the prefix (4 deduction,
+      6 abduction, 3 induction) and 23 with it (11, 9, 3).
+    * lr 1e-6, the SPEC value. With the earlier 1e-5 (carried over from SmolLM2) the proposer fell apart within
+      two updates: format-valid proposals went 2/12 → 0/12 → 0/12 over steps 1-3, all drifting to a bare code
+      block with no answer tags (likely the solver's short answer-first updates moving the shared weights:
+      AdamW's first steps move every weight by ~lr). The prefix and this lr were changed together, one run
+      each, so their effects are not separated (benchmarks/README.md has both runs). B=8, n=4 (SPEC: 64, 8); one PPO mini-batch (SPEC/paper: 3), since each
+      optimizer step of a 0.5B model costs minutes here. Temperature 0.7 (SPEC: 1.0) is carried over from the
+      SmolLM2 recipe, not re-tuned for Qwen.
     * micro_batch 4: the learner keeps fp32 weights, gradients and AdamW states (~10 GB for 0.5B) and the
       activations of a micro-batch; at 8 sequences a step peaked at 21.2 GiB RSS (benchmarks/README.md).
-    * Seeding is capped at 30 generations per type: measured on Qwen, 20 generations per type gave 5 new valid
-      deduction tasks, 4 abduction and 1 induction; the step loop fills short batches from the buffers.
+    * Seeding is capped at 30 generations per type (~8 minutes here; see the prefix above for what it finds);
+      the step loop fills short batches from the buffers.
     """
     return TrainConfig(
         rollout=RolloutConfig(max_new_tokens_propose=128, max_new_tokens_solve=48, temperature=0.7,
-                              solve_prefix="<answer>\n"),
+                              propose_prefix="<answer>\n", solve_prefix="<answer>\n"),
         selfplay=SelfPlayConfig(batch_size=8, n_mc=4, seed_max_tries=30),
-        optim=OptimConfig(lr=1e-5, micro_batch=4),
+        optim=OptimConfig(lr=1e-6, micro_batch=4),
         run=RunConfig(name="azr-cpu", steps=25),
         eval=EvalConfig(limit=50, prompt_style="azr", response_prefix="<answer>\n"),
     )
