@@ -491,7 +491,8 @@ class HFPolicy:
             if not p or not r:
                 raise ValueError(f"row {i}: prompt and response must each have at least one token")
         t_full = max(len(r) for r in response_ids)
-        for rows in _learner_microbatches(prompt_ids, response_ids, micro_batch, self.learner_share_min):
+        share_min = self.learner_share_min if self._can_share(grad) else 0
+        for rows in _learner_microbatches(prompt_ids, response_ids, micro_batch, share_min):
             prompts = [list(prompt_ids[i]) for i in rows]
             logprobs, mask, entropy = self._score(
                 prompts,
@@ -587,15 +588,19 @@ class HFPolicy:
             self.model.eval()
         return logprobs, mask, entropy
 
+    def _can_share(self, grad: bool) -> bool:
+        """Whether scoring may encode shared prompt prefixes once (see `_shared_prefix_len`)."""
+        if self.learner_share_min <= 0 or not self._has_logits_to_keep:
+            return False
+        return not (grad and (self.config.gradient_checkpointing or self._train_forward is not None))
+
     def _shared_prefix_len(self, prompts: list[list[int]], grad: bool) -> int:
         """Prompt tokens the rows of a scoring micro-batch share and the learner may encode once: their
         common prefix, minus one token so every row keeps its last prompt token (whose logit scores the
         first response token). 0 (no sharing) below `learner_share_min` tokens, for a single row, and where
         the KV-cache path is not the training path: gradient checkpointing (which turns the cache off) and
         a DDP wrapper (which expects one forward per backward)."""
-        if self.learner_share_min <= 0 or len(prompts) < 2 or not self._has_logits_to_keep:
-            return 0
-        if grad and (self.config.gradient_checkpointing or self._train_forward is not None):
+        if len(prompts) < 2 or not self._can_share(grad):
             return 0
         n = min(len(p) for p in prompts) - 1
         first = prompts[0]
