@@ -1,11 +1,12 @@
-"""Shared fixtures: sandbox pools per test module (with and without the run-time ban hook), and the CRUXEval
-rows shipped with the package."""
+"""Shared fixtures: sandbox pools per test module (with and without the run-time ban hook), the CRUXEval
+rows shipped with the package, and the context-sensitive tiny model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from azr.eval.cruxeval import SHIPPED_DATA
 from azr.eval.suite import read_rows
@@ -33,3 +34,15 @@ def raw_pool():
 @pytest.fixture(scope="session")
 def cruxeval_rows():
     return read_rows(CRUXEVAL)
+
+
+def make_context_sensitive(policy):
+    """Re-draw the matrices of a tiny policy at gain 2, in place, and return it. At its own init scale the tiny
+    model greedily repeats one token whatever the context, which would let a broken KV cache pass; at this
+    scale every response and log-prob depends on the whole context."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in policy.module.parameters():
+            if p.dim() == 2:
+                p.copy_((torch.randn(p.shape, generator=g) * 2.0 / p.shape[1] ** 0.5).to(p.device))
+    return policy

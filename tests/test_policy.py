@@ -24,6 +24,7 @@ from azr.policy import (
     load_policy,
 )
 from azr.policy import models as policy_models
+from tests.conftest import make_context_sensitive
 
 # fp32 everywhere: exact comparisons need no bf16 rounding in the way.
 FP32 = PolicyConfig(device="cpu", gen_dtype="float32", train_autocast=None)
@@ -238,15 +239,9 @@ HEADER = ("Predict the output of the function f for the input, and answer inside
 
 @pytest.fixture(scope="module")
 def sensitive():
-    """The tiny model re-drawn at gain 2 (as in tests/test_slots.py): every log-prob depends on the whole
+    """The tiny model re-drawn at gain 2 (`make_context_sensitive`): every log-prob depends on the whole
     context, so a prefix cache that dropped or misplaced a position would change the numbers."""
-    policy = load_policy("tiny", FP32)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in policy.module.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 2.0 / p.shape[1] ** 0.5)
-    return policy
+    return make_context_sensitive(load_policy("tiny", FP32))
 
 
 def _shared_rows(policy):
@@ -560,12 +555,8 @@ def test_tiny_on_cuda():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_learner_prefix_sharing_on_cuda_gives_the_same_logprobs_and_gradients():
-    policy = load_policy("tiny", PolicyConfig(device="cuda", gen_dtype="float32", train_autocast=None))
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in policy.module.parameters():
-            if p.dim() == 2:
-                p.copy_((torch.randn(p.shape, generator=g) * 2.0 / p.shape[1] ** 0.5).to(p.device))
+    policy = make_context_sensitive(load_policy("tiny", PolicyConfig(device="cuda", gen_dtype="float32",
+                                                                     train_autocast=None)))
     p_ids, r_ids = _shared_rows(policy)
     lp_off, g_off = _grads(policy, p_ids, r_ids, share_min=0, micro_batch=5)
     lp_on, g_on = _grads(policy, p_ids, r_ids, share_min=8, micro_batch=5)

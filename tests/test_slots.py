@@ -12,6 +12,7 @@ import torch
 from azr.policy import GenerationConfig, PolicyConfig, load_policy
 from azr.policy.hf import resolve_dtypes
 from azr.policy.slots import PrefixPlan, plan_prefixes
+from tests.conftest import make_context_sensitive
 
 FP32 = PolicyConfig(device="cpu", gen_dtype="float32", train_autocast=None)
 # Self-play prompts share a long instruction; some are sent several times (learnability's n solves).
@@ -22,16 +23,9 @@ PROMPTS = [HEADER + "x = 1", HEADER + "x = 22", "short", HEADER + "x = 1", HEADE
 
 @pytest.fixture(scope="module")
 def tiny():
-    """The tiny model with its matrices re-drawn at gain 2: at its own init scale it greedily repeats one
-    token whatever the context, which would let a broken KV cache pass. At this scale every response
-    depends on its prompt and on every earlier token."""
-    policy = load_policy("tiny", FP32)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in policy.module.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 2.0 / p.shape[1] ** 0.5)
-    return policy
+    """The tiny model re-drawn at gain 2 (`make_context_sensitive`): every response depends on its prompt and
+    on every earlier token."""
+    return make_context_sensitive(load_policy("tiny", FP32))
 
 
 def _reference(policy, prompt_ids, n):
