@@ -524,8 +524,7 @@ class HFPolicy:
         row, run once (batch 1) and their KV cache is repeated for the rows (see `_shared_prefix_len`)."""
         g = len(prompts)
         self.learner_shared_tokens += shared * (g - 1)
-        prefix = torch.tensor(prompts[0][:shared], dtype=torch.long, device=self._device).unsqueeze(0)  # (1, S)
-        prompts = [p[shared:] for p in prompts]
+        prefix, prompts = prompts[0][:shared], [p[shared:] for p in prompts]
         p_len = max(len(p) for p in prompts)
         t_len = max(len(r) for r in responses)
         ids = torch.full((g, p_len + t_len), self._pad_id, dtype=torch.long)  # (G, P + T')
@@ -559,7 +558,8 @@ class HFPolicy:
                         from transformers import DynamicCache
 
                         cache = DynamicCache(config=self.model.config)
-                        forward(input_ids=prefix, use_cache=True, **{self._cache_arg: cache}, logits_to_keep=1)
+                        prefix_ids = torch.tensor([prefix], dtype=torch.long, device=self._device)  # (1, S)
+                        forward(input_ids=prefix_ids, use_cache=True, **{self._cache_arg: cache}, logits_to_keep=1)
                         cache.batch_repeat_interleave(g)
                         attn_all = torch.cat([attn.new_ones(g, shared), attn], dim=1)  # (G, S + P + T')
                         kwargs.update(use_cache=True, **{self._cache_arg: cache})
