@@ -148,6 +148,9 @@ class EvalConfig:
     math to the 40 problems shipped in azr/eval/data/math_small.jsonl; humaneval has no default."""
     limit: int | None = None
     """Evaluate only the first N items of each suite (a quick look)."""
+    split: Literal["all", "dev", "test"] = "all"
+    """CRUXEval items: all 800, `dev` (the fixed 200 that recipes are tuned on, listed in
+    azr/eval/data/cruxeval_dev.txt) or `test` (the other 600, for reporting). CRUXEval suites only."""
     n: int = 1
     """Samples per item; pass@k is reported for k in (1, 5, 10) up to n."""
     temperature: float = 0.0
@@ -178,7 +181,7 @@ class EvalCommand:
     """`azr eval`: one model, or two with --compare, on benchmark suites."""
 
     model: str = "default"
-    """Model to evaluate: default (the embedded SmolLM2), an HF id or path, a run directory (its latest checkpoint)
+    """Model to evaluate: default (the embedded Qwen2.5-Coder-0.5B-Instruct), an HF id or path, a run directory (its latest checkpoint)
     or a checkpoint directory."""
     compare: tuple[str, str] | None = None
     """Evaluate two models A B on the same items and test the difference (McNemar, paired)."""
@@ -201,6 +204,8 @@ def finalize_eval(cfg: EvalConfig) -> EvalConfig:
         (cfg.temperature > 0 or cfg.n == 1, "greedy decoding (--temperature 0) gives identical samples: use --n 1, "
                                             "or --temperature 0.8 for pass@k"),
         (cfg.limit is None or cfg.limit >= 1, "--limit must be >= 1"),
+        (cfg.split == "all" or all(s.startswith("cruxeval") for s in cfg.suites),
+         f"--split {cfg.split} exists for CRUXEval only; evaluate other suites with --split all"),
         (cfg.every >= 0, "--eval-every must be >= 0 (0 = off)"),
         (cfg.batch_size >= 1 and cfg.max_new_tokens >= 0, "--batch-size must be >= 1 and --max-new-tokens >= 0"),
     ]
@@ -279,7 +284,7 @@ def cpu() -> TrainConfig:
         selfplay=SelfPlayConfig(batch_size=8, n_mc=4, seed_max_tries=30),
         optim=OptimConfig(lr=1e-6, micro_batch=4),
         run=RunConfig(name="azr-cpu", steps=25),
-        eval=EvalConfig(limit=50, prompt_style="azr", response_prefix="<answer>\n"),
+        eval=EvalConfig(limit=50, split="dev", prompt_style="azr", response_prefix="<answer>\n"),
     )
 
 

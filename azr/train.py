@@ -133,7 +133,7 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
     if cfg.eval.every:
         from azr.eval.runner import load_suite_items
 
-        eval_items = load_suite_items(cfg.eval.suites, cfg.eval.data, cfg.eval.limit)
+        eval_items = load_suite_items(cfg.eval.suites, cfg.eval.data, cfg.eval.limit, cfg.eval.split)
     reference = None
     if cfg.optim.kl_coef > 0:  # the KL anchor is the model the run started from, also after a resume
         reference = load_policy(cfg.model.name, _policy_config(cfg, dist))

@@ -299,3 +299,33 @@ def test_bad_eval_flags_exit_with_a_fix(capsys):
     assert "temperature" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny", "--suite", "mmlu"]) == 2
     assert "unknown suite" in capsys.readouterr().err
+
+
+# -- the dev/test split (issue 16) -------------------------------------------------------------
+
+def test_the_dev_split_is_the_documented_draw_of_200_ids():
+    import random
+
+    from azr.eval.cruxeval import dev_ids
+
+    want = {f"sample_{i}" for i in random.Random(16).sample(range(800), 200)}
+    assert dev_ids() == want and len(want) == 200
+
+
+def test_splits_partition_the_800_items():
+    from azr.eval.runner import load_suite_items
+
+    parts = {s: load_suite_items(["cruxeval-o"], [str(CRUXEVAL)], None, s)["cruxeval-o"] for s in ("all", "dev", "test")}
+    dev, test = ({it.id for it in parts[s]} for s in ("dev", "test"))
+    assert (len(parts["all"]), len(dev), len(test)) == (800, 200, 600)
+    assert not dev & test and dev | test == {it.id for it in parts["all"]}
+    # --limit applies within the split: the first items of the split, in file order
+    first = load_suite_items(["cruxeval-i"], [str(CRUXEVAL)], 3, "dev")["cruxeval-i"]
+    assert [it.id for it in first] == [it.id for it in parts["dev"][:3]]
+
+
+def test_split_is_refused_for_suites_without_one(capsys):
+    from azr.cli import main
+
+    assert main(["eval", "--model", "tiny", "--suite", "math", "--split", "dev"]) == 2
+    assert "CRUXEval only" in capsys.readouterr().err

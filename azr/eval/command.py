@@ -3,6 +3,7 @@
     azr eval --model default --suite cruxeval-o,cruxeval-i --limit 50
     azr eval --model runs/azr-cpu --suite humaneval --data humaneval=HumanEval.jsonl.gz
     azr eval --compare default runs/azr-cpu --suite cruxeval-o,cruxeval-i
+    azr eval --compare default runs/azr-cpu --split dev   # the 200 items recipes are tuned on; --split test: the rest
     azr eval --model runs/azr-cpu --suite math --data math=MATH-500.jsonl   # no --data: the shipped 40 problems
 
 Reports go to ``<out>/<model-slug>.json``; ``--compare`` also writes ``<out>/compare.json``
@@ -49,7 +50,7 @@ def main_eval(cmd: C.EvalCommand) -> int:
     # (azr.cli); they are checked before the model is loaded, so a typo costs seconds, not a model load.
     cfg = C.finalize_eval(cmd.eval)
     cmd = dataclasses.replace(cmd, eval=cfg)  # evaluate with the finalized values (e.g. an unescaped prefix)
-    items = load_suite_items(cfg.suites, cfg.data, cfg.limit)
+    items = load_suite_items(cfg.suites, cfg.data, cfg.limit, cfg.split)
     models = list(cmd.compare) if cmd.compare else [cmd.model]
     out = Path(cmd.out)
     reports = []

@@ -38,6 +38,10 @@ NATIVE_I = (
     "Reply with the completed assertion between [ANSWER] and [/ANSWER]."
 )
 SHIPPED_DATA = Path(__file__).with_name("data") / "cruxeval.jsonl.gz"
+DEV_SPLIT = Path(__file__).with_name("data") / "cruxeval_dev.txt"
+"""The 200 CRUXEval ids that recipes are tuned on (``sorted(random.Random(16).sample(range(800), 200))``);
+the other 600 are the ``test`` split, reported and never tuned on."""
+SPLITS = ("all", "dev", "test")
 DATA_ENV = "AZR_CRUXEVAL"
 DATA_FORMAT = ('one JSON object per line, {"code": "def f(...): ...", "input": "<the call\'s arguments>", '
                '"output": "<repr of f(input)>", "id": "sample_N"} (CRUXEval\'s data/cruxeval.jsonl)')
@@ -58,6 +62,20 @@ def _default_data() -> str:
     """``$AZR_CRUXEVAL`` when set (even to a missing file: that is reported, not silently replaced), else the
     rows shipped with the package."""
     return os.environ.get(DATA_ENV) or str(SHIPPED_DATA)
+
+
+def dev_ids() -> frozenset[str]:
+    """The ids of the dev split (``sample_N``), read from the shipped list."""
+    lines = DEV_SPLIT.read_text().splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def in_split(item_id: str, split: str) -> bool:
+    """Whether a CRUXEval item belongs to ``split``: ``all``, ``dev`` (the 200 tuning items) or ``test`` (the
+    other 600). Split membership is by id, so a report of any subset can be cut afterwards."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown CRUXEval split {split!r}; choose from {', '.join(SPLITS)}")
+    return split == "all" or (item_id in dev_ids()) == (split == "dev")
 
 
 def _native_assertion(response: str) -> ast.Compare | None:

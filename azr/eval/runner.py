@@ -183,14 +183,25 @@ def evaluate(policy, pool, model: str, items_by_suite: dict[str, list[EvalItem]]
     return EvalReport(model, dict(settings or {}), tuple(out))
 
 
-def load_suite_items(suites: Sequence[str], data: Sequence[str], limit: int | None) -> dict[str, list[EvalItem]]:
+def load_suite_items(suites: Sequence[str], data: Sequence[str], limit: int | None,
+                     split: str = "all") -> dict[str, list[EvalItem]]:
+    """Each suite's items; CRUXEval's cut to ``split`` (see :func:`azr.eval.cruxeval.in_split`) before ``limit``."""
     from azr.eval import SUITES
+    from azr.eval.cruxeval import in_split
 
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise EvalDataError(f"unknown suite(s) {unknown}; choose from {', '.join(SUITES)}")
     sources = resolve_data(suites, data)
-    return {s: load_items(SUITES[s], sources[s], limit) for s in suites}
+    if split == "all":
+        return {s: load_items(SUITES[s], sources[s], limit) for s in suites}
+    out = {}
+    for s in suites:
+        items = [it for it in load_items(SUITES[s], sources[s]) if in_split(it.id, split)]
+        if not items:
+            raise EvalDataError(f"{sources[s]}: no item of the {split} split (ids sample_N, as CRUXEval's)")
+        out[s] = items[:limit]
+    return out
 
 
 # -- reports ---------------------------------------------------------------------------------
