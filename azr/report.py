@@ -32,6 +32,8 @@ PANELS = (
     Panel("Solve accuracy by task type", r"^solve/\w+/accuracy$"),
     Panel("Complexity of new programs", r"^complexity/(cyclomatic|ast_nodes|halstead_volume)$"),
     Panel("Diversity of new programs", r"^diversity/.+$"),
+    Panel("Duplicate and trivial proposals", r"^propose/(duplicate|trivial)_frac$"),
+    Panel("Valid proposals by task type", r"^propose/\w+/valid_frac$"),
     Panel("Buffer sizes", r"^buffer/\w+/size$"),
     Panel("Step time by stage (s)", r"^time/.+$"),
     Panel("Evaluation pass@1", r"^eval/.+/pass@1$"),
@@ -41,7 +43,8 @@ PANELS = (
 COMPARED = (
     "solve/deduction/accuracy", "solve/abduction/accuracy", "solve/induction/accuracy",
     "format_error_frac/solve/deduction", "format_error_frac/solve/abduction", "format_error_frac/solve/induction",
-    "propose/valid_frac", "time/step",
+    "propose/valid_frac", "propose/learnability/nonzero_frac", "complexity/ast_nodes", "propose/duplicate_frac",
+    "buffer/deduction/size", "buffer/abduction/size", "buffer/induction/size", "time/step",
 )
 """The metrics a comparison plots, one panel each: what tells runs of one recipe apart."""
 
@@ -171,6 +174,48 @@ def summarize_run(rows: list[dict]) -> dict[str, float | None]:
         if key != "time/step":
             out[f"{key} (last 5)"] = _mean(rows, key, last=5)
     return out
+
+
+class Curriculum(NamedTuple):
+    """Is the curriculum alive? Read from one run's metrics (issue 16's goal 1)."""
+
+    steps: int
+    step_s: float
+    """Seconds of all steps together (seeding and evaluation are not steps)."""
+    valid_every_step: bool
+    valid_frac_first_last: tuple[float, float]
+    buffers: dict[str, int]
+    """Final size per task type."""
+    learnability_nonzero_steps: float
+    """Share of steps with some proposal of learnability > 0."""
+    ast_nodes_first_last: tuple[float, float]
+    """Mean AST nodes of new programs over the first and the last third of the steps that logged it."""
+    halstead_first_last: tuple[float, float]
+    """The same for the Halstead volume."""
+    duplicate_frac_mean: float
+
+
+def _thirds(rows: list[dict], key: str) -> tuple[float, float]:
+    vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    if not vals:
+        return float("nan"), float("nan")
+    k = max(1, len(vals) // 3)
+    return sum(vals[:k]) / k, sum(vals[-k:]) / k
+
+
+def curriculum(rows: list[dict]) -> Curriculum:
+    if not rows:
+        raise ValueError("no steps logged yet: no curriculum to read")
+    valid = [r.get("propose/valid_frac", 0.0) or 0.0 for r in rows]
+    sizes = {t: int(rows[-1].get(f"buffer/{t}/size", 0)) for t in ("deduction", "abduction", "induction")}
+    nonzero = [r.get("propose/learnability/nonzero_frac", 0.0) or 0.0 for r in rows]
+    return Curriculum(
+        steps=len(rows), step_s=sum(r.get("time/step", 0.0) for r in rows), valid_every_step=all(v > 0 for v in valid),
+        valid_frac_first_last=(valid[0], valid[-1]), buffers=sizes,
+        learnability_nonzero_steps=sum(v > 0 for v in nonzero) / max(1, len(nonzero)),
+        ast_nodes_first_last=_thirds(rows, "complexity/ast_nodes"),
+        halstead_first_last=_thirds(rows, "complexity/halstead_volume"),
+        duplicate_frac_mean=_mean(rows, "propose/duplicate_frac") or 0.0)
 
 
 def write_comparison(run_dirs: list[Path], out_dir: Path) -> Path:

@@ -1,25 +1,35 @@
-"""Did self-play improve the model? CRUXEval-O/I before vs after a run, paired, with what the gains are made of.
+"""Did self-play improve the model? The curriculum of runs, and CRUXEval-O/I before vs after, paired.
 
-    python benchmarks/learning.py --before default --after runs/azr-cpu [--limit N] [--out runs/eval/learning]
-    python benchmarks/learning.py --reports A.json B.json [--plot P.png]   # re-analyse reports already written
+    python benchmarks/learning.py --before default --after runs/azr-cpu --split dev   # evaluate, then analyse
+    python benchmarks/learning.py --reports BEFORE.json AFTER.json [--plot P.png]    # analyse reports already written
+    python benchmarks/learning.py --reports B_dev.json,B_test.json A_dev.json,A_test.json   # parts merged per model
+    python benchmarks/learning.py --runs runs/azr-cpu runs/abl-global                 # the curriculum table
 
 Both models are evaluated greedily on the same items with the same prompt, response prefix and token cap
-(`azr eval --compare`), in the `azr` prompt style by default: the solver format the run trained, not the
-benchmark's native style that `azr eval` defaults to. Besides pass@1 and McNemar's exact p-value, it counts how many correct answers are a
-verbatim copy of what the prompt shows (CRUXEval-I: the output given back as the input; CRUXEval-O: the
-input given back as the output), and how far that copy rule alone gets on all items, so that a gain can be
-read for what it is. The last line per suite is ``suite=... before=... after=... ratio=... p=...``.
+(`azr eval --compare`), in the `azr` prompt style by default (the solver format the run trained; pass
+`--prompt-style native` for the benchmark's own). Recipes are tuned on the fixed 200-item dev split
+(`azr/eval/data/cruxeval_dev.txt`) only; the analysis reports dev, the other 600 (test) and all 800 apart.
+
+Per suite and split it prints pass@1 before/after with McNemar's exact p; accuracy among format-valid
+answers (an answer could be extracted) before/after, with the paired test on the items both models
+answered in format, so that a gain made of fewer format errors shows as such; and how many of the new
+wins are a verbatim copy of what the prompt shows (CRUXEval-I: the output given back as the input;
+CRUXEval-O: the input given back as the output), next to how far that copy rule alone gets. The last
+line per suite is ``suite=... before=... after=... ratio=... p=...`` (all items given).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from azr.eval import SUITES
-from azr.eval.runner import (EvalReport, compare, default_data, plot_comparison, read_report, resolve_model,
-                             slug)
+from azr.eval.cruxeval import in_split
+from azr.eval.runner import (Comparison, EvalReport, ItemResult, default_data, plot_comparison, read_report,
+                             resolve_model, slug)
+from azr.eval.stats import mcnemar_exact
 from azr.eval.suite import read_rows
 from azr.executor import SandboxConfig, SandboxPool, parse_literal
 
@@ -37,70 +47,164 @@ def _same(answer: str | None, shown: str) -> bool:
     return answer.strip() == shown.strip()
 
 
-def analyse(before: EvalReport, after: EvalReport, data: Path) -> list[dict]:
-    rows = {f"sample_{i}": row for i, row in enumerate(read_rows(data))}
-    by_suite = {c.suite: c for c in compare(before, after)}
+@dataclass(frozen=True)
+class SplitResult:
+    suite: str
+    split: str
+    items: int
+    before: float
+    after: float
+    wins: int
+    losses: int
+    p: float
+    valid_acc_before: float
+    """Accuracy among the items whose answer could be extracted (format-valid)."""
+    valid_acc_after: float
+    both_valid: int
+    """Items both models answered in format; the paired test below is on them."""
+    valid_wins: int
+    valid_losses: int
+    valid_p: float
+    format_errors_before: int
+    format_errors_after: int
+    win_copies: int
+    """New wins whose answer is a verbatim copy of the prompt's shown value."""
+    copy_rule_correct: int
+    """Items the copy rule alone gets right."""
+
+
+def merge(reports: list[EvalReport]) -> dict[str, dict[str, ItemResult]]:
+    """Suite → item id → result, over reports of disjoint parts (e.g. the dev and test splits)."""
+    out: dict[str, dict[str, ItemResult]] = {}
+    for r in reports:
+        for s in r.suites:
+            out.setdefault(s.suite, {}).update({it.id: it for it in s.items})
+    return out
+
+
+def _acc(items: list[ItemResult]) -> float:
+    valid = [it for it in items if it.answers[0] is not None]
+    return sum(it.correct[0] for it in valid) / len(valid) if valid else float("nan")
+
+
+def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str, ItemResult]], data: Path,
+            splits: list[str]) -> list[SplitResult]:
+    rows = {r["id"]: r for r in read_rows(data)}
     pool = SandboxPool(SandboxConfig(workers=2))
     out = []
     try:
         for suite, field in COPIED.items():
-            if suite not in by_suite:
+            if suite not in before or suite not in after:
                 continue
-            c = by_suite[suite]
-            items = after.suite(suite).items
-            shown = {it.id: rows[it.id][field] for it in items if it.id in rows}
-            copies_right = sum(1 for it in items if it.correct[0] and _same(it.answers[0], shown.get(it.id, "")))
-            copies = sum(1 for it in items if _same(it.answers[0], shown.get(it.id, "")))
+            ids = [i for i in before[suite] if i in after[suite] and i in rows]
             spec = SUITES[suite]
-            eval_items = [spec.item(rows[it.id], int(it.id.split("_")[1])) for it in items]
-            rule = sum(spec.score(pool, eval_items, [rows[it.id][field] for it in items]))
-            out.append(dict(suite=suite, items=c.n_items, before=c.a, after=c.b, wins=c.b_wins, losses=c.b_losses,
-                            p=c.p_value, after_copies=copies, after_correct_copies=copies_right,
-                            copy_rule_correct=rule))
+            rule_ok = dict(zip(ids, spec.score(pool, [spec.item(rows[i], 0) for i in ids],
+                                               [rows[i][field] for i in ids])))
+            for split in splits:
+                part = [i for i in ids if in_split(i, split)]
+                if not part:
+                    continue
+                b, a = [before[suite][i] for i in part], [after[suite][i] for i in part]
+                wins = [i for i, x, y in zip(part, b, a) if y.correct[0] and not x.correct[0]]
+                losses = sum(1 for x, y in zip(b, a) if x.correct[0] and not y.correct[0])
+                both = [(x, y) for x, y in zip(b, a) if x.answers[0] is not None and y.answers[0] is not None]
+                vw = sum(1 for x, y in both if y.correct[0] and not x.correct[0])
+                vl = sum(1 for x, y in both if x.correct[0] and not y.correct[0])
+                out.append(SplitResult(
+                    suite, split, len(part), sum(x.correct[0] for x in b) / len(part),
+                    sum(y.correct[0] for y in a) / len(part), len(wins), losses, mcnemar_exact(losses, len(wins)),
+                    _acc(b), _acc(a), len(both), vw, vl, mcnemar_exact(vl, vw),
+                    sum(x.answers[0] is None for x in b), sum(y.answers[0] is None for y in a),
+                    sum(_same(after[suite][i].answers[0], rows[i][field]) for i in wins),
+                    sum(rule_ok[i] for i in part)))
     finally:
         pool.close()
     return out
 
 
+def markdown(results: list[SplitResult]) -> str:
+    head = ("| suite | split | items | before | after | W/L | p | format errors before → after | "
+            "acc. among format-valid before → after | both valid: W/L, p | new wins that copy | copy rule alone |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        lines.append(f"| {r.suite} | {r.split} | {r.items} | {r.before:.3f} | {r.after:.3f} | {r.wins}/{r.losses} | "
+                     f"{r.p:.2g} | {r.format_errors_before} → {r.format_errors_after} | "
+                     f"{r.valid_acc_before:.3f} → {r.valid_acc_after:.3f} | {r.valid_wins}/{r.valid_losses}, "
+                     f"{r.valid_p:.2g} (n={r.both_valid}) | {r.win_copies}/{r.wins} | {r.copy_rule_correct} |")
+    return "\n".join(lines)
+
+
+def curriculum_table(run_dirs: list[Path]) -> str:
+    from azr.metrics import read_metrics
+    from azr.report import curriculum
+
+    head = ("| run | steps | step time | valid every step | valid first → last | buffers ded/abd/ind | "
+            "steps with learnability > 0 | AST nodes first → last third | Halstead volume first → last | "
+            "duplicate frac (mean) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for d in run_dirs:
+        rows = read_metrics(d)
+        if not rows:
+            lines.append(f"| {Path(d).name} | 0 |" + " – |" * (head.count("|") - 3))
+            continue
+        c = curriculum(rows)
+        b = c.buffers
+        lines.append(f"| {Path(d).name} | {c.steps} | {c.step_s / 60:.0f} min | {'yes' if c.valid_every_step else 'no'} | "
+                     f"{c.valid_frac_first_last[0]:.2f} → {c.valid_frac_first_last[1]:.2f} | "
+                     f"{b.get('deduction')}/{b.get('abduction')}/{b.get('induction')} | "
+                     f"{c.learnability_nonzero_steps:.0%} | {c.ast_nodes_first_last[0]:.1f} → {c.ast_nodes_first_last[1]:.1f} | "
+                     f"{c.halstead_first_last[0]:.1f} → {c.halstead_first_last[1]:.1f} | {c.duplicate_frac_mean:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--before", default="default", help="model before self-play (default: the embedded SmolLM2)")
+    ap.add_argument("--before", default="default", help="model before self-play (default: the embedded Qwen)")
     ap.add_argument("--after", help="the run directory or checkpoint after self-play")
-    ap.add_argument("--reports", nargs=2, metavar=("BEFORE_JSON", "AFTER_JSON"), help="analyse existing reports")
-    ap.add_argument("--limit", type=int, default=None, help="first N items only (default: all 800)")
+    ap.add_argument("--reports", nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="analyse existing reports; each side may be several comma-separated reports of disjoint items")
+    ap.add_argument("--runs", nargs="+", help="print the curriculum table of these run directories")
+    ap.add_argument("--split", default="all", choices=("all", "dev", "test"), help="items to evaluate (with --after)")
+    ap.add_argument("--splits", default="dev,test,all", help="splits to report, comma-separated")
+    ap.add_argument("--limit", type=int, default=None, help="first N items of the split only")
     ap.add_argument("--response-prefix", default="<answer>\\n", help="as the run's rollout.solve_prefix")
     ap.add_argument("--max-new-tokens", type=int, default=48, help="as the run's rollout.max_new_tokens_solve")
     ap.add_argument("--out", default="runs/eval/learning")
     ap.add_argument("--prompt-style", default="azr", choices=("azr", "native"), help="as the run's solver: azr")
     ap.add_argument("--data", default=None, help="CRUXEval jsonl (default: $AZR_CRUXEVAL or the rows shipped with azr)")
-    ap.add_argument("--plot", default=None, help="also write the before/after bar plot of --reports to this PNG")
+    ap.add_argument("--plot", default=None, help="also write the before/after bar plot (all items given) to this PNG")
     args = ap.parse_args(argv)
+    if args.runs:
+        print(curriculum_table([Path(d) for d in args.runs]))
+        if not (args.reports or args.after):
+            return 0
     data = Path(args.data or default_data("cruxeval-o") or "")
     if not data.is_file():
         ap.error(f"CRUXEval data not found at {data!s}; pass --data PATH")
     if args.reports:
-        before, after = map(Path, args.reports)
+        before_paths, after_paths = ([Path(p) for p in side.split(",")] for side in args.reports)
     else:
         if not args.after:
-            ap.error("--after RUN_DIR is required (or --reports A B)")
+            ap.error("--after RUN_DIR is required (or --reports A B, or --runs RUN...)")
         from azr.cli import main as azr
 
         cmd = ["eval", "--compare", args.before, args.after, "--suite", "cruxeval-o,cruxeval-i", "--out", args.out,
-               "--prompt-style", args.prompt_style, "--response-prefix", args.response_prefix, "--max-new-tokens", str(args.max_new_tokens),
-               "--data", str(data)] + (["--limit", str(args.limit)] if args.limit else [])
-        if azr(cmd) != 0:
+               "--prompt-style", args.prompt_style, "--response-prefix", args.response_prefix,
+               "--max-new-tokens", str(args.max_new_tokens), "--data", str(data), "--split", args.split]
+        if azr(cmd + (["--limit", str(args.limit)] if args.limit else [])) != 0:
             return 1
-        before, after = (Path(args.out) / f"{slug(resolve_model(m))}.json" for m in (args.before, args.after))
-    a, b = read_report(before), read_report(after)
+        before_paths, after_paths = ([Path(args.out) / f"{slug(resolve_model(m))}.json"] for m in (args.before, args.after))
+    a_reports, b_reports = [read_report(p) for p in before_paths], [read_report(p) for p in after_paths]
+    results = analyse(merge(a_reports), merge(b_reports), data, [s.strip() for s in args.splits.split(",") if s.strip()])
+    print(markdown(results))
+    last = {r.suite: r for r in results}  # per suite, the split named last in --splits
     if args.plot:
-        print(plot_comparison(compare(a, b), a.model, b.model, args.plot))
-    for r in analyse(a, b, data):
-        print(f"{r['suite']}: {r['items']} items, after-model answers that copy the prompt's {COPIED[r['suite']]}: "
-              f"{r['after_copies']} ({r['after_correct_copies']} of them correct); copying alone scores "
-              f"{r['copy_rule_correct']}/{r['items']}")
-        ratio = f"{r['after'] / r['before']:.2f}" if r["before"] else "n/a"
-        print(f"suite={r['suite']} before={r['before']:.4f} after={r['after']:.4f} ratio={ratio} "
-              f"wins={r['wins']} losses={r['losses']} p={r['p']:.3g}")
+        rows = [Comparison(r.suite, r.before, r.after, r.wins, r.losses, r.p, r.items) for r in last.values()]
+        print(plot_comparison(rows, a_reports[0].model, b_reports[0].model, args.plot))
+    for r in last.values():
+        ratio = f"{r.after / r.before:.2f}" if r.before else "n/a"
+        print(f"suite={r.suite} split={r.split} before={r.before:.4f} after={r.after:.4f} ratio={ratio} "
+              f"wins={r.wins} losses={r.losses} p={r.p:.3g}")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,35 @@ def test_split_is_refused_for_suites_without_one(capsys):
 
     assert main(["eval", "--model", "tiny", "--suite", "math", "--split", "dev"]) == 2
     assert "CRUXEval only" in capsys.readouterr().err
+
+
+def test_learning_analysis_by_hand(cruxeval_rows, monkeypatch):
+    """benchmarks/learning.py on two hand-made reports of real CRUXEval-I items, one dev and two test."""
+    import importlib.util
+
+    from azr.eval.runner import EvalReport, ItemResult, SuiteResult
+
+    spec = importlib.util.spec_from_file_location("learning", Path(__file__).parents[1] / "benchmarks" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning", learning)  # its dataclasses look their module up
+    spec.loader.exec_module(learning)
+    rows = {r["id"]: r for r in cruxeval_rows}
+
+    def report(*items):
+        res = tuple(ItemResult(i, ("",), (a,), (ok,)) for i, a, ok in items)
+        return EvalReport("m", {}, (SuiteResult("cruxeval-i", len(res), 1, {}, 0.0, 0.0, 0, res),))
+
+    # sample_5 is in the dev split, sample_0 and sample_1 are not.
+    before = report(("sample_5", "1", False), ("sample_0", None, False), ("sample_1", "2", True))
+    after = report(("sample_5", rows["sample_5"]["output"], True), ("sample_0", "3", True), ("sample_1", "4", False))
+    res = {r.split: r for r in learning.analyse(learning.merge([before]), learning.merge([after]), CRUXEVAL,
+                                                ["dev", "test", "all"])}
+    dev, test, all_ = res["dev"], res["test"], res["all"]
+    assert (dev.items, dev.wins, dev.losses, dev.win_copies) == (1, 1, 0, 1)  # the win copies the shown output
+    assert (test.items, test.wins, test.losses, test.p) == (2, 1, 1, 1.0)
+    assert (test.format_errors_before, test.format_errors_after) == (1, 0)
+    # among format-valid answers: before 1 of 1 (sample_1), after 1 of 2; paired on sample_1 only: one loss
+    assert (test.valid_acc_before, test.valid_acc_after) == (1.0, 0.5)
+    assert (test.both_valid, test.valid_wins, test.valid_losses) == (1, 0, 1)
+    assert (all_.items, all_.wins, all_.losses, all_.before, all_.after) == (3, 2, 1, 1 / 3, 2 / 3)
+    assert 0 <= all_.copy_rule_correct <= 3

@@ -227,3 +227,22 @@ def test_report_cli_compares_and_rejects_bad_use(tmp_path, capsys):
     assert "two or more runs" in capsys.readouterr().err
     assert main(["report", str(a), str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 1
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_curriculum_by_hand():
+    from azr.report import curriculum
+
+    rows = [{"step": s, "propose/valid_frac": v, "propose/learnability/nonzero_frac": n, "complexity/ast_nodes": a,
+             "complexity/halstead_volume": h, "propose/duplicate_frac": d, "time/step": 60.0,
+             "buffer/deduction/size": 3 + s, "buffer/abduction/size": 2, "buffer/induction/size": 1}
+            for s, v, n, a, h, d in [(1, 0.5, 0.0, 10, 1, 0.5), (2, 0.25, 0.2, 20, 2, 0.0), (3, 1.0, 0.5, 30, 6, 0.25)]]
+    c = curriculum(rows)
+    assert c.steps == 3 and c.step_s == 180.0 and c.valid_every_step
+    assert c.valid_frac_first_last == (0.5, 1.0) and c.buffers == {"deduction": 6, "abduction": 2, "induction": 1}
+    assert c.learnability_nonzero_steps == pytest.approx(2 / 3)
+    assert c.ast_nodes_first_last == (10, 30) and c.halstead_first_last == (1, 6)  # thirds of 3 steps: 1 each
+    assert c.duplicate_frac_mean == pytest.approx(0.25)
+    rows[1]["propose/valid_frac"] = 0.0
+    assert not curriculum(rows).valid_every_step
+    with pytest.raises(ValueError, match="no steps"):
+        curriculum([])
