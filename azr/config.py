@@ -145,7 +145,8 @@ class EvalConfig:
     data: tuple[str, ...] = ()
     """Data per suite as SUITE=PATH, or one bare PATH for every suite (a .jsonl/.jsonl.gz file or a Hugging Face
     dataset id). CRUXEval defaults to $AZR_CRUXEVAL, else its 800 rows shipped in azr/eval/data/cruxeval.jsonl.gz;
-    math to the 40 problems shipped in azr/eval/data/math_small.jsonl; humaneval has no default."""
+    math to the 40 problems shipped in azr/eval/data/math_small.jsonl; humaneval to HumanEval's 164, shipped in
+    azr/eval/data/humaneval.jsonl.gz."""
     limit: int | None = None
     """Evaluate only the first N items of each suite (a quick look)."""
     split: Literal["all", "dev", "test"] = "all"

@@ -74,8 +74,8 @@ def test_corrupt_model(tmp_path):
 def test_missing_data_names_the_suites_format(tmp_path):
     proc = run_azr("eval", "--model", "tiny", "--suite", "cruxeval-i", "--data", f"cruxeval-i={tmp_path}/none.jsonl")
     assert_one_line(proc, "eval", 1, "data not found", '"code"', '"output"')
-    proc = run_azr("eval", "--model", "tiny", "--suite", "humaneval")
-    assert_one_line(proc, "eval", 1, "humaneval=PATH", '"entry_point"')
+    proc = run_azr("eval", "--model", "tiny", "--suite", "humaneval", "--data", f"humaneval={tmp_path}/none.jsonl")
+    assert_one_line(proc, "eval", 1, "data not found", '"entry_point"')
 
 
 def test_corrupt_checkpoint(tmp_path):

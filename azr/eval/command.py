@@ -1,7 +1,7 @@
 """`azr eval`: load the model(s), run the suites, write reports, print tables, compare.
 
     azr eval --model default --suite cruxeval-o,cruxeval-i --limit 50
-    azr eval --model runs/azr-cpu --suite humaneval --data humaneval=HumanEval.jsonl.gz
+    azr eval --model runs/azr-cpu --suite humaneval      # the shipped 164 problems; --data humaneval=PATH for others
     azr eval --compare default runs/azr-cpu --suite cruxeval-o,cruxeval-i
     azr eval --compare default runs/azr-cpu --split dev   # the 200 items recipes are tuned on; --split test: the rest
     azr eval --model runs/azr-cpu --suite math --data math=MATH-500.jsonl   # no --data: the shipped 40 problems

