@@ -4,7 +4,11 @@ Prompts are the *user message*; the policy layer applies the model's chat templa
 for ``<think>…</think>`` then ``<answer>…</answer>``, and they show that format by example:
 small models only follow it when they see it (SPEC §6). Propose prompts show the
 K references as complete example answers (deduction and abduction references with their output,
-in the example's header); solve prompts carry one fixed worked example. The proposer is told
+in the example's header). Solve prompts show the answer's form with placeholders, never a worked
+answer: a fixed worked example is an attractor. With one (`f(a, b) = a + 2 * b`, input `1, 3`), the
+untrained Qwen-0.5B answered `1, 3` on 53 of the 200 CRUXEval-I dev items, and after 10 self-play
+steps on 105, because a well-formed wrong answer (-0.5) beats a format error (-1) within a group
+(benchmarks/README.md, issue 16). The proposer is told
 every rule validation enforces, the banned names read from validation's own lists.
 
 Every program, input, output and message is rendered by the same ``render_*`` functions in
@@ -77,31 +81,29 @@ INDUCTION_PROPOSE = (
 
 DEDUCTION_SOLVE = (
     "Predict the output of the function `f` for the input. Answer with the output as a Python literal.\n\n"
-    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
+    "{task}\n\n{answer_form}"
 )
 
 ABDUCTION_SOLVE = (
     "Find an input of the function `f` that produces the output. Answer with the input: "
     "the arguments of `f` as Python literals separated by commas.\n\n"
-    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
+    "{task}\n\n{answer_form}"
 )
 
 INDUCTION_SOLVE = (
     "Write the Python function `f` described by the message that maps each input to its output. "
     "Answer with the code of `f`.\n\n"
-    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
+    "{task}\n\n{answer_form}"
 )
 
-# The fixed worked example of the solve prompts: small, multi-argument (so the abduction
-# answer shows a comma-separated argument list), and not the identity seed.
-SOLVE_EXAMPLE_PROGRAM = "def f(a, b):\n    return a + 2 * b"
-SOLVE_EXAMPLE_INPUT = "1, 3"
-SOLVE_EXAMPLE_OUTPUT = "7"
-SOLVE_EXAMPLE_INDUCTION_PAIRS = (("1, 3", "7"), ("0, 5", "10"), ("-2, 1", "0"))
-SOLVE_EXAMPLE_MESSAGE = "Add a and twice b."
-DEDUCTION_SOLVE_THINK = "a + 2 * b = 1 + 6 = 7"
-ABDUCTION_SOLVE_THINK = "I need a + 2 * b = 7; a = 1, b = 3 works."
-INDUCTION_SOLVE_THINK = "1 + 2 * 3 = 7 and 0 + 2 * 5 = 10, so f returns a + 2 * b."
+ANSWER_FORM = (
+    "First think inside <think> </think>, then give your answer inside <answer> </answer>, in this form:\n"
+    "<think>your reasoning</think>\n<answer>\n{placeholder}\n</answer>"
+)
+# What stands for the answer in each solve prompt's form: words, never a value, so no answer can be copied.
+DEDUCTION_PLACEHOLDER = "the output of f"
+ABDUCTION_PLACEHOLDER = "the arguments of f"
+INDUCTION_PLACEHOLDER = PROGRAM_BLOCK.format("def f(...):\n    ...")
 
 
 def render_program(program: str) -> str:
@@ -143,17 +145,3 @@ def format_line(n_examples: int) -> str:
 
 def solve_example(task: str, answer_body: str, think: str) -> str:
     return f"{EXAMPLE_HEADER.format(1)}\n{task}\n{render_answer(answer_body, think)}"
-
-
-DEDUCTION_SOLVE_EXAMPLE = solve_example(
-    f"{render_program(SOLVE_EXAMPLE_PROGRAM)}\n{render_input(SOLVE_EXAMPLE_INPUT)}",
-    SOLVE_EXAMPLE_OUTPUT, DEDUCTION_SOLVE_THINK,
-)
-ABDUCTION_SOLVE_EXAMPLE = solve_example(
-    f"{render_program(SOLVE_EXAMPLE_PROGRAM)}\n{render_output(SOLVE_EXAMPLE_OUTPUT)}",
-    SOLVE_EXAMPLE_INPUT, ABDUCTION_SOLVE_THINK,
-)
-INDUCTION_SOLVE_EXAMPLE = solve_example(
-    f"{render_message(SOLVE_EXAMPLE_MESSAGE)}\n{render_pairs(SOLVE_EXAMPLE_INDUCTION_PAIRS)}",
-    render_program(SOLVE_EXAMPLE_PROGRAM), INDUCTION_SOLVE_THINK,
-)

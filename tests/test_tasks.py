@@ -201,19 +201,21 @@ def test_propose_prompts_show_references_in_the_answer_format():
         deduction.propose_prompt([])
 
 
-def test_solve_prompt_examples_are_correct_answers(sandbox):
-    ex = Task(TaskType.DEDUCTION, prompts.SOLVE_EXAMPLE_PROGRAM, (prompts.SOLVE_EXAMPLE_INPUT,),
-              (prompts.SOLVE_EXAMPLE_OUTPUT,))
-    for mod, example in ((deduction, prompts.DEDUCTION_SOLVE_EXAMPLE), (abduction, prompts.ABDUCTION_SOLVE_EXAMPLE)):
-        task = Task(mod.TYPE, ex.program, ex.inputs, ex.outputs)
-        answer = mod.parse_answer(example[example.index("<think>"):])
-        assert mod.check(sandbox, [task], [answer]) == [True]
-        assert example in mod.solve_prompt(task)
-    pairs = prompts.SOLVE_EXAMPLE_INDUCTION_PAIRS
-    task = Task(TaskType.INDUCTION, ex.program, tuple(i for i, _ in pairs), tuple(o for _, o in pairs),
-                prompts.SOLVE_EXAMPLE_MESSAGE, (0,), (1, 2))
-    answer = induction.parse_answer(prompts.INDUCTION_SOLVE_EXAMPLE[prompts.INDUCTION_SOLVE_EXAMPLE.index("<think>"):])
-    assert induction.check(sandbox, [task], [answer]) == [True]
+def test_solve_prompts_show_the_answer_form_but_no_answer_to_copy(sandbox):
+    """A fixed worked answer in the solve prompt became the model's answer to everything (issue 16); the form's
+    placeholder parses as an answer (so a model that copies it is well formed) but is never a value."""
+    ded = Task(TaskType.DEDUCTION, "def f(a, b):\n    return a + 2 * b", ("1, 3",), ("7",))
+    for mod in (deduction, abduction):
+        task = Task(mod.TYPE, ded.program, ded.inputs, ded.outputs)
+        p = mod.solve_prompt(task)
+        answer = mod.parse_answer(p[p.index("<think>your"):])
+        assert not isinstance(answer, FormatError) and mod.check(sandbox, [task], [answer]) == [False]
+        assert "Example" not in p and p.count("1, 3") == (mod is deduction)  # only deduction shows the input
+    pairs = (("1, 3", "7"), ("0, 5", "10"), ("-2, 1", "0"))
+    task = Task(TaskType.INDUCTION, ded.program, tuple(i for i, _ in pairs), tuple(o for _, o in pairs),
+                "Add a and twice b.", (0,), (1, 2))
+    p = induction.solve_prompt(task)
+    assert induction.check(sandbox, [task], [induction.parse_answer(p[p.index("<think>your"):])]) == [False]
 
 
 def test_strip_comments_switch_reaches_the_task(sandbox):
