@@ -4,11 +4,12 @@ Prompts are the *user message*; the policy layer applies the model's chat templa
 for ``<think>…</think>`` then ``<answer>…</answer>``, and they show that format by example:
 small models only follow it when they see it (SPEC §6). Propose prompts show the
 K references as complete example answers (deduction and abduction references with their output,
-in the example's header). Solve prompts show the answer's form with placeholders, never a worked
-answer: a fixed worked example is an attractor. With one (`f(a, b) = a + 2 * b`, input `1, 3`), the
-untrained Qwen-0.5B answered `1, 3` on 53 of the 200 CRUXEval-I dev items, and after 10 self-play
-steps on 105, because a well-formed wrong answer (-0.5) beats a format error (-1) within a group
-(benchmarks/README.md, issue 16). The proposer is told
+in the example's header). Solve prompts carry one worked example, `f(a, b) = a + 2 * b`, whose
+numbers are drawn from the task shown (same task, same prompt): a fixed one is an attractor. With
+a fixed input `1, 3`, the untrained Qwen-0.5B answered `1, 3` on 53 of the 200 CRUXEval-I dev
+items and after 10 self-play steps on 105 (a well-formed wrong answer, -0.5, beats a format error,
+-1, within a group). A form with placeholders instead was copied too ("the output of f") and
+halved CRUXEval-O (benchmarks/README.md, issue 16). The proposer is told
 every rule validation enforces, the banned names read from validation's own lists.
 
 Every program, input, output and message is rendered by the same ``render_*`` functions in
@@ -18,6 +19,8 @@ on CPU every prompt token costs time.
 
 from __future__ import annotations
 
+import random
+import zlib
 from typing import Sequence
 
 from azr.executor.validate import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
@@ -81,29 +84,25 @@ INDUCTION_PROPOSE = (
 
 DEDUCTION_SOLVE = (
     "Predict the output of the function `f` for the input. Answer with the output as a Python literal.\n\n"
-    "{task}\n\n{answer_form}"
+    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
 )
 
 ABDUCTION_SOLVE = (
     "Find an input of the function `f` that produces the output. Answer with the input: "
     "the arguments of `f` as Python literals separated by commas.\n\n"
-    "{task}\n\n{answer_form}"
+    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
 )
 
 INDUCTION_SOLVE = (
     "Write the Python function `f` described by the message that maps each input to its output. "
     "Answer with the code of `f`.\n\n"
-    "{task}\n\n{answer_form}"
+    "{example}\n\nNow this one:\n{task}\n\n{format_line}"
 )
 
-ANSWER_FORM = (
-    "First think inside <think> </think>, then give your answer inside <answer> </answer>, in this form:\n"
-    "<think>your reasoning</think>\n<answer>\n{placeholder}\n</answer>"
-)
-# What stands for the answer in each solve prompt's form: words, never a value, so no answer can be copied.
-DEDUCTION_PLACEHOLDER = "the output of f"
-ABDUCTION_PLACEHOLDER = "the arguments of f"
-INDUCTION_PLACEHOLDER = PROGRAM_BLOCK.format("def f(...):\n    ...")
+# The worked example of the solve prompts: small, multi-argument (so the abduction answer shows a
+# comma-separated argument list), not the identity seed; its numbers come from `worked_example`.
+SOLVE_EXAMPLE_PROGRAM = "def f(a, b):\n    return a + 2 * b"
+SOLVE_EXAMPLE_MESSAGE = "Add a and twice b."
 
 
 def render_program(program: str) -> str:
@@ -145,3 +144,23 @@ def format_line(n_examples: int) -> str:
 
 def solve_example(task: str, answer_body: str, think: str) -> str:
     return f"{EXAMPLE_HEADER.format(1)}\n{task}\n{render_answer(answer_body, think)}"
+
+
+def worked_example(kind: str, shown: str) -> str:
+    """The solve prompt's worked example for `kind` (deduction, abduction or induction): `f(a, b) = a + 2 * b`
+    with a and b drawn from a hash of `shown` (the task's own text), so prompts are deterministic but no
+    example answer is the same for every task, and copying it is no strategy."""
+    rng = random.Random(zlib.crc32(shown.encode()))
+    pairs = [(rng.randint(-9, 9), rng.randint(0, 9)) for _ in range(3)]
+    (a, b), out = pairs[0], pairs[0][0] + 2 * pairs[0][1]
+    program = render_program(SOLVE_EXAMPLE_PROGRAM)
+    if kind == "deduction":
+        return solve_example(f"{program}\n{render_input(f'{a}, {b}')}", str(out), f"a + 2 * b = {a} + {2 * b} = {out}")
+    if kind == "abduction":
+        return solve_example(f"{program}\n{render_output(str(out))}", f"{a}, {b}",
+                             f"I need a + 2 * b = {out}; a = {a}, b = {b} works.")
+    if kind == "induction":
+        shown_pairs = render_pairs([(f"{x}, {y}", str(x + 2 * y)) for x, y in pairs])
+        think = " and ".join(f"{x} + 2 * {y} = {x + 2 * y}" for x, y in pairs[:2]) + ", so f returns a + 2 * b."
+        return solve_example(f"{render_message(SOLVE_EXAMPLE_MESSAGE)}\n{shown_pairs}", program, think)
+    raise ValueError(f"no worked example for {kind!r}")

@@ -201,21 +201,30 @@ def test_propose_prompts_show_references_in_the_answer_format():
         deduction.propose_prompt([])
 
 
-def test_solve_prompts_show_the_answer_form_but_no_answer_to_copy(sandbox):
-    """A fixed worked answer in the solve prompt became the model's answer to everything (issue 16); the form's
-    placeholder parses as an answer (so a model that copies it is well formed) but is never a value."""
-    ded = Task(TaskType.DEDUCTION, "def f(a, b):\n    return a + 2 * b", ("1, 3",), ("7",))
-    for mod in (deduction, abduction):
-        task = Task(mod.TYPE, ded.program, ded.inputs, ded.outputs)
-        p = mod.solve_prompt(task)
-        answer = mod.parse_answer(p[p.index("<think>your"):])
-        assert not isinstance(answer, FormatError) and mod.check(sandbox, [task], [answer]) == [False]
-        assert "Example" not in p and p.count("1, 3") == (mod is deduction)  # only deduction shows the input
-    pairs = (("1, 3", "7"), ("0, 5", "10"), ("-2, 1", "0"))
-    task = Task(TaskType.INDUCTION, ded.program, tuple(i for i, _ in pairs), tuple(o for _, o in pairs),
-                "Add a and twice b.", (0,), (1, 2))
-    p = induction.solve_prompt(task)
-    assert induction.check(sandbox, [task], [induction.parse_answer(p[p.index("<think>your"):])]) == [False]
+def test_solve_prompt_examples_are_correct_and_vary_with_the_task(sandbox):
+    """Each worked example answers its own example task; its numbers follow the task shown, so no answer is the same
+    in every prompt (a fixed `1, 3` became the abduction solver's answer to everything, issue 16)."""
+    answers = {TaskType.DEDUCTION: set(), TaskType.ABDUCTION: set()}
+    for k in range(12):
+        for mod in (deduction, abduction):
+            task = Task(mod.TYPE, "def f(x):\n    return x * 2", (str(k),), (str(2 * k),))
+            p = mod.solve_prompt(task)
+            assert p == mod.solve_prompt(task)  # deterministic
+            example = p[:p.index("Now this one:")]
+            ex_task = Task(mod.TYPE, prompts.SOLVE_EXAMPLE_PROGRAM, (re.search(r"```input\n(.*?)\n```", example).group(1)
+                           if mod is deduction else "0, 0",), (re.search(r"```output\n(.*?)\n```", example).group(1)
+                           if mod is abduction else re.search(r"<answer>\n(.*?)\n</answer>", example).group(1),))
+            answer = mod.parse_answer(example[example.index("<think>"):])
+            assert mod.check(sandbox, [ex_task], [answer]) == [True]
+            answers[mod.TYPE].add(answer)
+    assert all(len(v) >= 8 for v in answers.values())
+    ind = Task(TaskType.INDUCTION, "def f(a, b):\n    return a - b", ("1, 2", "3, 4", "5, 6"), ("-1", "-1", "-1"),
+               "Subtract.", (0,), (1, 2))
+    p = induction.solve_prompt(ind)
+    example = p[:p.index("Now this one:")]
+    ins, outs = (tuple(re.findall(rf"```{b}\n(.*?)\n```", example)) for b in ("input", "output"))
+    ex_task = Task(TaskType.INDUCTION, prompts.SOLVE_EXAMPLE_PROGRAM, ins, outs, "m", (0,), (1, 2))
+    assert induction.check(sandbox, [ex_task], [induction.parse_answer(example[example.index("<think>"):])]) == [True]
 
 
 def test_strip_comments_switch_reaches_the_task(sandbox):

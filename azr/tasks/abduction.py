@@ -34,7 +34,7 @@ def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Rando
 
 def solve_prompt(task: Task) -> str:
     shown = f"{prompts.render_program(task.program)}\n{prompts.render_output(task.output)}"
-    return base.solve_prompt(prompts.ABDUCTION_SOLVE, prompts.ABDUCTION_PLACEHOLDER, shown)
+    return base.solve_prompt(prompts.ABDUCTION_SOLVE, TYPE, shown)
 
 
 def parse_answer(response: str) -> str | FormatError:

@@ -75,8 +75,9 @@ def program_input_propose_prompt(template: str, references: Sequence[Task]) -> s
     )
 
 
-def solve_prompt(template: str, placeholder: str, task_text: str) -> str:
-    return template.format(task=task_text, answer_form=prompts.ANSWER_FORM.format(placeholder=placeholder))
+def solve_prompt(template: str, task_type: TaskType, task_text: str) -> str:
+    example = prompts.worked_example(task_type.value, task_text)
+    return template.format(example=example, task=task_text, format_line=prompts.format_line(1))
 
 
 def check_type(task_type: TaskType, items: Sequence[Proposal] | Sequence[Task]) -> None:

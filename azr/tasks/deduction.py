@@ -34,7 +34,7 @@ def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Rando
 
 def solve_prompt(task: Task) -> str:
     shown = f"{prompts.render_program(task.program)}\n{prompts.render_input(task.input)}"
-    return base.solve_prompt(prompts.DEDUCTION_SOLVE, prompts.DEDUCTION_PLACEHOLDER, shown)
+    return base.solve_prompt(prompts.DEDUCTION_SOLVE, TYPE, shown)
 
 
 def parse_answer(response: str) -> str | FormatError:

@@ -96,7 +96,7 @@ def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Rando
 
 def solve_prompt(task: Task) -> str:
     shown = f"{prompts.render_message(task.message)}\n{prompts.render_pairs(task.visible_pairs())}"
-    return base.solve_prompt(prompts.INDUCTION_SOLVE, prompts.INDUCTION_PLACEHOLDER, shown)
+    return base.solve_prompt(prompts.INDUCTION_SOLVE, TYPE, shown)
 
 
 def parse_answer(response: str) -> str | FormatError:
