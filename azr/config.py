@@ -271,7 +271,9 @@ def cpu() -> TrainConfig:
       two updates: format-valid proposals went 2/12 → 0/12 → 0/12 over steps 1-3, all drifting to a bare code
       block with no answer tags (likely the solver's short answer-first updates moving the shared weights:
       AdamW's first steps move every weight by ~lr). The prefix and this lr were changed together, one run
-      each, so their effects are not separated (benchmarks/README.md has both runs). B=8, n=4 (SPEC: 64, 8); one PPO mini-batch (SPEC/paper: 3), since each
+      each, so their effects are not separated (benchmarks/README.md has both runs).
+    * B=4 per type and role, n=4 (SPEC: 64, 8), 15 steps: on a 2-core AVX2 host a B=4 step takes ~8 minutes
+      (B=8: 20-35), so 15 steps are the 2-hour budget of issue 16. One PPO mini-batch (SPEC/paper: 3), since each
       optimizer step of a 0.5B model costs minutes here. Temperature 0.7 (SPEC: 1.0) is carried over from the
       SmolLM2 recipe, not re-tuned for Qwen.
     * micro_batch 4: the learner keeps fp32 weights, gradients and AdamW states (~10 GB for 0.5B) and the
@@ -282,21 +284,21 @@ def cpu() -> TrainConfig:
     return TrainConfig(
         rollout=RolloutConfig(max_new_tokens_propose=128, max_new_tokens_solve=48, temperature=0.7,
                               propose_prefix="<answer>\n", solve_prefix="<answer>\n"),
-        selfplay=SelfPlayConfig(batch_size=8, n_mc=4, seed_max_tries=30),
+        selfplay=SelfPlayConfig(batch_size=4, n_mc=4, seed_max_tries=30),
         optim=OptimConfig(lr=1e-6, micro_batch=4),
-        run=RunConfig(name="azr-cpu", steps=25),
+        run=RunConfig(name="azr-cpu", steps=15),
         eval=EvalConfig(limit=50, split="dev", prompt_style="azr", response_prefix="<answer>\n"),
     )
 
 
 def quick() -> TrainConfig:
     """The README's main job: the `cpu` recipe scaled down so that seeding plus 3 steps on the embedded Qwen
-    finish in minutes on 2 cores (B=4, n=2, seeding stops at 4 tasks per type or 8 generations per type). Enough to
+    finish in about 20 minutes on 2 cores (n=2, seeding stops at 4 tasks per type or 8 generations per type). Enough to
     see valid proposals, growing buffers and all six groups train; too short to measure learning."""
     base = cpu()
     return dataclasses.replace(
         base,
-        selfplay=dataclasses.replace(base.selfplay, batch_size=4, n_mc=2, seed_factor=1, seed_max_tries=8),
+        selfplay=dataclasses.replace(base.selfplay, n_mc=2, seed_factor=1, seed_max_tries=8),
         run=dataclasses.replace(base.run, name="azr-quick", steps=3),
     )
 
