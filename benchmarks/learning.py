@@ -21,6 +21,7 @@ line per suite is ``suite=... before=... after=... ratio=... p=...`` (all items 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,11 @@ class SplitResult:
     """New wins whose answer is a verbatim copy of the prompt's shown value."""
     copy_rule_correct: int
     """Items the copy rule alone gets right."""
+    example_copies_before: int
+    """Answers that repeat the answer of the prompt's worked example (azr style; 0 in the native style, which has
+    none), by the prompts of the code at hand: reports made with other prompts read 0. A fixed example's answer
+    became the abduction solver's answer to everything once (issue 16)."""
+    example_copies_after: int
 
 
 def merge(reports: list[EvalReport]) -> dict[str, dict[str, ItemResult]]:
@@ -87,8 +93,15 @@ def _acc(items: list[ItemResult]) -> float:
     return sum(it.correct[0] for it in valid) / len(valid) if valid else float("nan")
 
 
+def _example_answer(suite: str, row: dict) -> str | None:
+    """The answer of the worked example in the azr-style prompt of `row`."""
+    spec = SUITES[suite]
+    m = re.search(r"<answer>\n(.*?)\n</answer>", spec.prompt(spec.item(row, 0), "azr"), re.DOTALL)
+    return m.group(1).strip() if m else None
+
+
 def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str, ItemResult]], data: Path,
-            splits: list[str]) -> list[SplitResult]:
+            splits: list[str], style: str = "azr") -> list[SplitResult]:
     rows = {r["id"]: r for r in read_rows(data)}
     pool = SandboxPool(SandboxConfig(workers=2))
     out = []
@@ -100,6 +113,7 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
             spec = SUITES[suite]
             rule_ok = dict(zip(ids, spec.score(pool, [spec.item(rows[i], 0) for i in ids],
                                                [rows[i][field] for i in ids])))
+            example = {i: _example_answer(suite, rows[i]) if style == "azr" else None for i in ids}
             for split in splits:
                 part = [i for i in ids if in_split(i, split)]
                 if not part:
@@ -116,7 +130,9 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
                     _acc(b), _acc(a), len(both), vw, vl, mcnemar_exact(vl, vw),
                     sum(x.answers[0] is None for x in b), sum(y.answers[0] is None for y in a),
                     sum(_same(after[suite][i].answers[0], rows[i][field]) for i in wins),
-                    sum(rule_ok[i] for i in part)))
+                    sum(rule_ok[i] for i in part),
+                    *(sum(example[i] is not None and (side[suite][i].answers[0] or "").strip() == example[i]
+                          for i in part) for side in (before, after))))
     finally:
         pool.close()
     return out
@@ -124,13 +140,15 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
 
 def markdown(results: list[SplitResult]) -> str:
     head = ("| suite | split | items | before | after | W/L | p | format errors before → after | "
-            "acc. among format-valid before → after | both valid: W/L, p | new wins that copy | copy rule alone |")
+            "acc. among format-valid before → after | both valid: W/L, p | new wins that copy | copy rule alone | "
+            "example's answer repeated before → after |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         lines.append(f"| {r.suite} | {r.split} | {r.items} | {r.before:.3f} | {r.after:.3f} | {r.wins}/{r.losses} | "
                      f"{r.p:.2g} | {r.format_errors_before} → {r.format_errors_after} | "
                      f"{r.valid_acc_before:.3f} → {r.valid_acc_after:.3f} | {r.valid_wins}/{r.valid_losses}, "
-                     f"{r.valid_p:.2g} (n={r.both_valid}) | {r.win_copies}/{r.wins} | {r.copy_rule_correct} |")
+                     f"{r.valid_p:.2g} (n={r.both_valid}) | {r.win_copies}/{r.wins} | {r.copy_rule_correct} | "
+                     f"{r.example_copies_before} → {r.example_copies_after} |")
     return "\n".join(lines)
 
 
@@ -195,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         before_paths, after_paths = ([Path(args.out) / f"{slug(resolve_model(m))}.json"] for m in (args.before, args.after))
     a_reports, b_reports = [read_report(p) for p in before_paths], [read_report(p) for p in after_paths]
-    results = analyse(merge(a_reports), merge(b_reports), data, [s.strip() for s in args.splits.split(",") if s.strip()])
+    style = a_reports[0].suites[0].style if a_reports[0].suites else "azr"
+    results = analyse(merge(a_reports), merge(b_reports), data, [s.strip() for s in args.splits.split(",") if s.strip()],
+                      style)
     print(markdown(results))
     last = {r.suite: r for r in results}  # per suite, the split named last in --splits
     if args.plot:

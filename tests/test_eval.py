@@ -361,7 +361,8 @@ def test_learning_analysis_by_hand(cruxeval_rows, monkeypatch):
 
     # sample_5 is in the dev split, sample_0 and sample_1 are not.
     before = report(("sample_5", "1", False), ("sample_0", None, False), ("sample_1", "2", True))
-    after = report(("sample_5", rows["sample_5"]["output"], True), ("sample_0", "3", True), ("sample_1", "4", False))
+    example = learning._example_answer("cruxeval-i", rows["sample_0"])  # the worked example's answer in its prompt
+    after = report(("sample_5", rows["sample_5"]["output"], True), ("sample_0", example, True), ("sample_1", "4", False))
     res = {r.split: r for r in learning.analyse(learning.merge([before]), learning.merge([after]), CRUXEVAL,
                                                 ["dev", "test", "all"])}
     dev, test, all_ = res["dev"], res["test"], res["all"]
@@ -371,5 +372,6 @@ def test_learning_analysis_by_hand(cruxeval_rows, monkeypatch):
     # among format-valid answers: before 1 of 1 (sample_1), after 1 of 2; paired on sample_1 only: one loss
     assert (test.valid_acc_before, test.valid_acc_after) == (1.0, 0.5)
     assert (test.both_valid, test.valid_wins, test.valid_losses) == (1, 0, 1)
+    assert (test.example_copies_before, test.example_copies_after, dev.example_copies_after) == (0, 1, 0)
     assert (all_.items, all_.wins, all_.losses, all_.before, all_.after) == (3, 2, 1, 1 / 3, 2 / 3)
     assert 0 <= all_.copy_rule_correct <= 3
