@@ -138,11 +138,15 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
     return out
 
 
+def _header(*cols: str) -> list[str]:
+    """A markdown table's first two lines."""
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+
 def markdown(results: list[SplitResult]) -> str:
-    head = ("| suite | split | items | before | after | W/L | p | format errors before → after | "
-            "acc. among format-valid before → after | both valid: W/L, p | new wins that copy | copy rule alone | "
-            "example's answer repeated before → after |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines = _header("suite", "split", "items", "before", "after", "W/L", "p", "format errors before → after",
+                    "acc. among format-valid before → after", "both valid: W/L, p", "new wins that copy",
+                    "copy rule alone", "example's answer repeated before → after")
     for r in results:
         lines.append(f"| {r.suite} | {r.split} | {r.items} | {r.before:.3f} | {r.after:.3f} | {r.wins}/{r.losses} | "
                      f"{r.p:.2g} | {r.format_errors_before} → {r.format_errors_after} | "
@@ -156,14 +160,13 @@ def curriculum_table(run_dirs: list[Path]) -> str:
     from azr.metrics import read_metrics
     from azr.report import curriculum
 
-    head = ("| run | steps | step time | valid every step | valid first → last | buffers ded/abd/ind | "
-            "steps with learnability > 0 | AST nodes first → last third | Halstead volume first → last | "
-            "duplicate frac (mean) |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines = _header("run", "steps", "step time", "valid every step", "valid first → last", "buffers ded/abd/ind",
+                    "steps with learnability > 0", "AST nodes first → last third", "Halstead volume first → last",
+                    "duplicate frac (mean)")
     for d in run_dirs:
         rows = read_metrics(d)
         if not rows:
-            lines.append(f"| {Path(d).name} | 0 |" + " – |" * (head.count("|") - 3))
+            lines.append(f"| {Path(d).name} | 0 |" + " – |" * 8)
             continue
         c = curriculum(rows)
         b = c.buffers
