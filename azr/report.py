@@ -161,8 +161,13 @@ def plot_runs(runs: dict[str, list[dict]], out_dir: Path) -> Path | None:
     return path
 
 
+def _values(rows: list[dict], key: str) -> list[float]:
+    """`key` over the steps that logged it as a number."""
+    return [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+
+
 def _mean(rows: list[dict], key: str, last: int | None = None) -> float | None:
-    vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    vals = _values(rows, key)
     vals = vals[-last:] if last else vals
     return sum(vals) / len(vals) if vals else None
 
@@ -196,7 +201,7 @@ class Curriculum(NamedTuple):
 
 
 def _thirds(rows: list[dict], key: str) -> tuple[float, float]:
-    vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    vals = _values(rows, key)
     if not vals:
         return float("nan"), float("nan")
     k = max(1, len(vals) // 3)

@@ -14,6 +14,7 @@ running ``f(answer)`` in the sandbox gives a value ``==`` the gold output.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 from pathlib import Path
@@ -64,8 +65,9 @@ def _default_data() -> str:
     return os.environ.get(DATA_ENV) or str(SHIPPED_DATA)
 
 
+@functools.cache
 def dev_ids() -> frozenset[str]:
-    """The ids of the dev split (``sample_N``), read from the shipped list."""
+    """The ids of the dev split (``sample_N``), read once from the shipped list."""
     lines = DEV_SPLIT.read_text().splitlines()
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
