@@ -146,21 +146,9 @@ def solve_example(task: str, answer_body: str, think: str) -> str:
     return f"{EXAMPLE_HEADER.format(1)}\n{task}\n{render_answer(answer_body, think)}"
 
 
-def worked_example(kind: str, shown: str) -> str:
-    """The solve prompt's worked example for `kind` (deduction, abduction or induction): `f(a, b) = a + 2 * b`
-    with a and b drawn from a hash of `shown` (the task's own text), so prompts are deterministic but no
-    example answer is the same for every task, and copying it is no strategy."""
+def example_pairs(shown: str) -> list[tuple[int, int]]:
+    """Three (a, b) for the solve prompts' worked example `f(a, b) = a + 2 * b`, drawn from a hash of `shown`
+    (the task's own text): prompts stay deterministic, but no example answer is the same for every task, so
+    copying it is no strategy (a fixed example's answer became the solver's answer to everything, issue 16)."""
     rng = random.Random(zlib.crc32(shown.encode()))
-    pairs = [(rng.randint(-9, 9), rng.randint(0, 9)) for _ in range(3)]
-    (a, b), out = pairs[0], pairs[0][0] + 2 * pairs[0][1]
-    program = render_program(SOLVE_EXAMPLE_PROGRAM)
-    if kind == "deduction":
-        return solve_example(f"{program}\n{render_input(f'{a}, {b}')}", str(out), f"a + 2 * b = {a} + {2 * b} = {out}")
-    if kind == "abduction":
-        return solve_example(f"{program}\n{render_output(str(out))}", f"{a}, {b}",
-                             f"I need a + 2 * b = {out}; a = {a}, b = {b} works.")
-    if kind == "induction":
-        shown_pairs = render_pairs([(f"{x}, {y}", str(x + 2 * y)) for x, y in pairs])
-        think = " and ".join(f"{x} + 2 * {y} = {x + 2 * y}" for x, y in pairs[:2]) + ", so f returns a + 2 * b."
-        return solve_example(f"{render_message(SOLVE_EXAMPLE_MESSAGE)}\n{shown_pairs}", program, think)
-    raise ValueError(f"no worked example for {kind!r}")
+    return [(rng.randint(-9, 9), rng.randint(0, 9)) for _ in range(3)]

@@ -32,9 +32,19 @@ def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Rando
     return base.validate_program_input(pool, TYPE, proposals)
 
 
+def worked_example(shown: str) -> str:
+    """The solve prompt's worked example: an input of `f(a, b) = a + 2 * b` for one drawn output
+    (``prompts.example_pairs``)."""
+    (a, b), *_ = prompts.example_pairs(shown)
+    out = a + 2 * b
+    program = prompts.render_program(prompts.SOLVE_EXAMPLE_PROGRAM)
+    return prompts.solve_example(f"{program}\n{prompts.render_output(str(out))}", f"{a}, {b}",
+                                 f"I need a + 2 * b = {out}; a = {a}, b = {b} works.")
+
+
 def solve_prompt(task: Task) -> str:
     shown = f"{prompts.render_program(task.program)}\n{prompts.render_output(task.output)}"
-    return base.solve_prompt(prompts.ABDUCTION_SOLVE, TYPE, shown)
+    return base.solve_prompt(prompts.ABDUCTION_SOLVE, worked_example(shown), shown)
 
 
 def parse_answer(response: str) -> str | FormatError:

@@ -75,8 +75,7 @@ def program_input_propose_prompt(template: str, references: Sequence[Task]) -> s
     )
 
 
-def solve_prompt(template: str, task_type: TaskType, task_text: str) -> str:
-    example = prompts.worked_example(task_type.value, task_text)
+def solve_prompt(template: str, example: str, task_text: str) -> str:
     return template.format(example=example, task=task_text, format_line=prompts.format_line(1))
 
 

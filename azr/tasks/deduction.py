@@ -32,9 +32,18 @@ def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Rando
     return base.validate_program_input(pool, TYPE, proposals)
 
 
+def worked_example(shown: str) -> str:
+    """The solve prompt's worked example: `f(a, b) = a + 2 * b` on one drawn input (``prompts.example_pairs``)."""
+    (a, b), *_ = prompts.example_pairs(shown)
+    out = a + 2 * b
+    program = prompts.render_program(prompts.SOLVE_EXAMPLE_PROGRAM)
+    return prompts.solve_example(f"{program}\n{prompts.render_input(f'{a}, {b}')}", str(out),
+                                 f"a + 2 * b = {a} + {2 * b} = {out}")
+
+
 def solve_prompt(task: Task) -> str:
     shown = f"{prompts.render_program(task.program)}\n{prompts.render_input(task.input)}"
-    return base.solve_prompt(prompts.DEDUCTION_SOLVE, TYPE, shown)
+    return base.solve_prompt(prompts.DEDUCTION_SOLVE, worked_example(shown), shown)
 
 
 def parse_answer(response: str) -> str | FormatError:

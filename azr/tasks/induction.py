@@ -94,9 +94,19 @@ def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Rando
     return out
 
 
+def worked_example(shown: str) -> str:
+    """The solve prompt's worked example: `f(a, b) = a + 2 * b` recovered from three drawn pairs
+    (``prompts.example_pairs``)."""
+    pairs = prompts.example_pairs(shown)
+    shown_pairs = prompts.render_pairs([(f"{x}, {y}", str(x + 2 * y)) for x, y in pairs])
+    think = " and ".join(f"{x} + 2 * {y} = {x + 2 * y}" for x, y in pairs[:2]) + ", so f returns a + 2 * b."
+    return prompts.solve_example(f"{prompts.render_message(prompts.SOLVE_EXAMPLE_MESSAGE)}\n{shown_pairs}",
+                                 prompts.render_program(prompts.SOLVE_EXAMPLE_PROGRAM), think)
+
+
 def solve_prompt(task: Task) -> str:
     shown = f"{prompts.render_message(task.message)}\n{prompts.render_pairs(task.visible_pairs())}"
-    return base.solve_prompt(prompts.INDUCTION_SOLVE, TYPE, shown)
+    return base.solve_prompt(prompts.INDUCTION_SOLVE, worked_example(shown), shown)
 
 
 def parse_answer(response: str) -> str | FormatError:
