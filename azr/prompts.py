@@ -100,7 +100,7 @@ INDUCTION_SOLVE = (
 )
 
 # The worked example of the solve prompts: small, multi-argument (so the abduction answer shows a
-# comma-separated argument list), not the identity seed; its numbers come from `worked_example`.
+# comma-separated argument list), not the identity seed; its numbers come from `example_pairs`.
 SOLVE_EXAMPLE_PROGRAM = "def f(a, b):\n    return a + 2 * b"
 SOLVE_EXAMPLE_MESSAGE = "Add a and twice b."
 
