@@ -3,6 +3,7 @@
     python benchmarks/learning.py --before default --after runs/azr-cpu --split dev   # evaluate, then analyse
     python benchmarks/learning.py --reports BEFORE.json AFTER.json [--plot P.png]    # analyse reports already written
     python benchmarks/learning.py --reports B_dev.json,B_test.json A_dev.json,A_test.json   # parts merged per model
+    python benchmarks/learning.py --reports B.json,B_math.json A.json,A_math.json           # + math/HumanEval, paired
     python benchmarks/learning.py --runs runs/azr-cpu runs/abl-global                 # the curriculum table
 
 Both models are evaluated greedily on the same items with the same prompt, response prefix and token cap
@@ -16,6 +17,7 @@ answered in format, so that a gain made of fewer format errors shows as such; an
 wins are a verbatim copy of what the prompt shows (CRUXEval-I: the output given back as the input;
 CRUXEval-O: the input given back as the output), next to how far that copy rule alone gets. The last
 line per suite is ``suite=... before=... after=... ratio=... p=...`` (all items given).
+Reports of other suites (math, HumanEval) given among the parts get a paired no-regression table.
 """
 
 from __future__ import annotations
@@ -138,6 +140,36 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
     return out
 
 
+@dataclass(frozen=True)
+class OtherResult:
+    """A suite besides CRUXEval (math, HumanEval) before vs after: the no-regression check, paired."""
+    suite: str
+    items: int
+    before: float
+    after: float
+    wins: int
+    losses: int
+    p: float
+    format_errors_before: int
+    format_errors_after: int
+
+
+def other_suites(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str, ItemResult]]) -> list[OtherResult]:
+    """Every non-CRUXEval suite both sides scored, over the items both scored (first sample), McNemar exact."""
+    out = []
+    for suite in sorted(set(before) & set(after) - set(COPIED)):
+        ids = [i for i in before[suite] if i in after[suite]]
+        if not ids:
+            continue
+        b, a = [before[suite][i] for i in ids], [after[suite][i] for i in ids]
+        wins = sum(1 for x, y in zip(b, a) if y.correct[0] and not x.correct[0])
+        losses = sum(1 for x, y in zip(b, a) if x.correct[0] and not y.correct[0])
+        out.append(OtherResult(suite, len(ids), sum(x.correct[0] for x in b) / len(ids),
+                               sum(y.correct[0] for y in a) / len(ids), wins, losses, mcnemar_exact(losses, wins),
+                               sum(x.answers[0] is None for x in b), sum(y.answers[0] is None for y in a)))
+    return out
+
+
 def _header(*cols: str) -> list[str]:
     """A markdown table's first two lines."""
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -153,6 +185,13 @@ def markdown(results: list[SplitResult]) -> str:
                      f"{r.valid_acc_before:.3f} → {r.valid_acc_after:.3f} | {r.valid_wins}/{r.valid_losses}, "
                      f"{r.valid_p:.2g} (n={r.both_valid}) | {r.win_copies}/{r.wins} | {r.copy_rule_correct} | "
                      f"{r.example_copies_before} → {r.example_copies_after} |")
+    return "\n".join(lines)
+
+
+def other_markdown(results: list[OtherResult]) -> str:
+    lines = _header("suite", "items", "before", "after", "W/L", "p", "format errors before → after")
+    lines += [f"| {r.suite} | {r.items} | {r.before:.3f} | {r.after:.3f} | {r.wins}/{r.losses} | {r.p:.2g} | "
+              f"{r.format_errors_before} → {r.format_errors_after} |" for r in results]
     return "\n".join(lines)
 
 
@@ -217,9 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         before_paths, after_paths = ([Path(args.out) / f"{slug(resolve_model(m))}.json"] for m in (args.before, args.after))
     a_reports, b_reports = [read_report(p) for p in before_paths], [read_report(p) for p in after_paths]
     style = a_reports[0].suites[0].style if a_reports[0].suites else "azr"
-    results = analyse(merge(a_reports), merge(b_reports), data, [s.strip() for s in args.splits.split(",") if s.strip()],
-                      style)
-    print(markdown(results))
+    before, after = merge(a_reports), merge(b_reports)
+    results = analyse(before, after, data, [s.strip() for s in args.splits.split(",") if s.strip()], style)
+    if results:
+        print(markdown(results))
+    others = other_suites(before, after)
+    if others:  # math / HumanEval reports given too: the no-regression table
+        print(other_markdown(others))
     last = {r.suite: r for r in results}  # per suite, the split named last in --splits
     if args.plot:
         rows = [Comparison(r.suite, r.before, r.after, r.wins, r.losses, r.p, r.items) for r in last.values()]

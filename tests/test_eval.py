@@ -375,3 +375,14 @@ def test_learning_analysis_by_hand(cruxeval_rows, monkeypatch):
     assert (test.example_copies_before, test.example_copies_after, dev.example_copies_after) == (0, 1, 0)
     assert (all_.items, all_.wins, all_.losses, all_.before, all_.after) == (3, 2, 1, 1 / 3, 2 / 3)
     assert 0 <= all_.copy_rule_correct <= 3
+    # a math report among the parts: the paired no-regression table (2 shared items: one win; an item only one
+    # side scored is left out)
+    math_b = EvalReport("m", {}, (SuiteResult("math", 3, 1, {}, 0.0, 0.0, 0, (
+        ItemResult("m0", ("",), ("1",), (False,)), ItemResult("m1", ("",), (None,), (False,)),
+        ItemResult("m2", ("",), ("3",), (True,)))),))
+    math_a = EvalReport("m", {}, (SuiteResult("math", 2, 1, {}, 0.0, 0.0, 0, (
+        ItemResult("m0", ("",), ("2",), (True,)), ItemResult("m1", ("",), ("5",), (False,)))),))
+    [m] = learning.other_suites(learning.merge([before, math_b]), learning.merge([after, math_a]))
+    assert (m.suite, m.items, m.before, m.after, m.wins, m.losses, m.p) == ("math", 2, 0.0, 0.5, 1, 0, 1.0)
+    assert (m.format_errors_before, m.format_errors_after) == (1, 0)
+    assert "| math | 2 | 0.000 | 0.500 | 1/0 | 1 | 1 → 0 |" in learning.other_markdown([m])
