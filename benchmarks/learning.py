@@ -23,6 +23,7 @@ Reports of other suites (math, HumanEval) given among the parts get a paired no-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from dataclasses import dataclass
@@ -51,15 +52,32 @@ def _same(answer: str | None, shown: str) -> bool:
 
 
 @dataclass(frozen=True)
-class SplitResult:
+class Paired:
+    """One suite before vs after on the same items (first sample each): the counts McNemar's test needs. On its own
+    it is the no-regression check of the suites besides CRUXEval (math, HumanEval)."""
     suite: str
-    split: str
     items: int
     before: float
     after: float
     wins: int
     losses: int
     p: float
+    format_errors_before: int
+    format_errors_after: int
+
+
+def paired(suite: str, b: list[ItemResult], a: list[ItemResult]) -> Paired:
+    wins = sum(1 for x, y in zip(b, a) if y.correct[0] and not x.correct[0])
+    losses = sum(1 for x, y in zip(b, a) if x.correct[0] and not y.correct[0])
+    return Paired(suite, len(b), sum(x.correct[0] for x in b) / len(b), sum(y.correct[0] for y in a) / len(a),
+                  wins, losses, mcnemar_exact(losses, wins),
+                  sum(x.answers[0] is None for x in b), sum(y.answers[0] is None for y in a))
+
+
+@dataclass(frozen=True)
+class SplitResult(Paired):
+    """A CRUXEval suite on one split, with the format and copy analysis."""
+    split: str
     valid_acc_before: float
     """Accuracy among the items whose answer could be extracted (format-valid)."""
     valid_acc_after: float
@@ -68,8 +86,6 @@ class SplitResult:
     valid_wins: int
     valid_losses: int
     valid_p: float
-    format_errors_before: int
-    format_errors_after: int
     win_copies: int
     """New wins whose answer is a verbatim copy of the prompt's shown value."""
     copy_rule_correct: int
@@ -122,51 +138,29 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
                     continue
                 b, a = [before[suite][i] for i in part], [after[suite][i] for i in part]
                 wins = [i for i, x, y in zip(part, b, a) if y.correct[0] and not x.correct[0]]
-                losses = sum(1 for x, y in zip(b, a) if x.correct[0] and not y.correct[0])
                 both = [(x, y) for x, y in zip(b, a) if x.answers[0] is not None and y.answers[0] is not None]
                 vw = sum(1 for x, y in both if y.correct[0] and not x.correct[0])
                 vl = sum(1 for x, y in both if x.correct[0] and not y.correct[0])
+                ex_b, ex_a = (sum(example[i] is not None and (side[suite][i].answers[0] or "").strip() == example[i]
+                                  for i in part) for side in (before, after))
                 out.append(SplitResult(
-                    suite, split, len(part), sum(x.correct[0] for x in b) / len(part),
-                    sum(y.correct[0] for y in a) / len(part), len(wins), losses, mcnemar_exact(losses, len(wins)),
-                    _acc(b), _acc(a), len(both), vw, vl, mcnemar_exact(vl, vw),
-                    sum(x.answers[0] is None for x in b), sum(y.answers[0] is None for y in a),
-                    sum(_same(after[suite][i].answers[0], rows[i][field]) for i in wins),
-                    sum(rule_ok[i] for i in part),
-                    *(sum(example[i] is not None and (side[suite][i].answers[0] or "").strip() == example[i]
-                          for i in part) for side in (before, after))))
+                    **dataclasses.asdict(paired(suite, b, a)), split=split, valid_acc_before=_acc(b),
+                    valid_acc_after=_acc(a), both_valid=len(both), valid_wins=vw, valid_losses=vl,
+                    valid_p=mcnemar_exact(vl, vw),
+                    win_copies=sum(_same(after[suite][i].answers[0], rows[i][field]) for i in wins),
+                    copy_rule_correct=sum(rule_ok[i] for i in part), example_copies_before=ex_b, example_copies_after=ex_a))
     finally:
         pool.close()
     return out
 
 
-@dataclass(frozen=True)
-class OtherResult:
-    """A suite besides CRUXEval (math, HumanEval) before vs after: the no-regression check, paired."""
-    suite: str
-    items: int
-    before: float
-    after: float
-    wins: int
-    losses: int
-    p: float
-    format_errors_before: int
-    format_errors_after: int
-
-
-def other_suites(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str, ItemResult]]) -> list[OtherResult]:
+def other_suites(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str, ItemResult]]) -> list[Paired]:
     """Every non-CRUXEval suite both sides scored, over the items both scored (first sample), McNemar exact."""
     out = []
     for suite in sorted(set(before) & set(after) - set(COPIED)):
         ids = [i for i in before[suite] if i in after[suite]]
-        if not ids:
-            continue
-        b, a = [before[suite][i] for i in ids], [after[suite][i] for i in ids]
-        wins = sum(1 for x, y in zip(b, a) if y.correct[0] and not x.correct[0])
-        losses = sum(1 for x, y in zip(b, a) if x.correct[0] and not y.correct[0])
-        out.append(OtherResult(suite, len(ids), sum(x.correct[0] for x in b) / len(ids),
-                               sum(y.correct[0] for y in a) / len(ids), wins, losses, mcnemar_exact(losses, wins),
-                               sum(x.answers[0] is None for x in b), sum(y.answers[0] is None for y in a)))
+        if ids:
+            out.append(paired(suite, [before[suite][i] for i in ids], [after[suite][i] for i in ids]))
     return out
 
 
@@ -188,7 +182,7 @@ def markdown(results: list[SplitResult]) -> str:
     return "\n".join(lines)
 
 
-def other_markdown(results: list[OtherResult]) -> str:
+def other_markdown(results: list[Paired]) -> str:
     lines = _header("suite", "items", "before", "after", "W/L", "p", "format errors before → after")
     lines += [f"| {r.suite} | {r.items} | {r.before:.3f} | {r.after:.3f} | {r.wins}/{r.losses} | {r.p:.2g} | "
               f"{r.format_errors_before} → {r.format_errors_after} |" for r in results]
