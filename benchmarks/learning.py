@@ -33,7 +33,7 @@ from azr.eval import SUITES
 from azr.eval.cruxeval import in_split
 from azr.eval.runner import (Comparison, EvalReport, ItemResult, default_data, plot_comparison, read_report,
                              resolve_model, slug)
-from azr.eval.stats import mcnemar_exact
+from azr.eval.stats import discordant, mcnemar_exact
 from azr.eval.suite import read_rows
 from azr.executor import SandboxConfig, SandboxPool, parse_literal
 
@@ -67,8 +67,7 @@ class Paired:
 
 
 def paired(suite: str, b: list[ItemResult], a: list[ItemResult]) -> Paired:
-    wins = sum(1 for x, y in zip(b, a) if y.correct[0] and not x.correct[0])
-    losses = sum(1 for x, y in zip(b, a) if x.correct[0] and not y.correct[0])
+    wins, losses = discordant((x.correct[0], y.correct[0]) for x, y in zip(b, a))
     return Paired(suite, len(b), sum(x.correct[0] for x in b) / len(b), sum(y.correct[0] for y in a) / len(a),
                   wins, losses, mcnemar_exact(losses, wins),
                   sum(x.answers[0] is None for x in b), sum(y.answers[0] is None for y in a))
@@ -139,8 +138,7 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
                 b, a = [before[suite][i] for i in part], [after[suite][i] for i in part]
                 wins = [i for i, x, y in zip(part, b, a) if y.correct[0] and not x.correct[0]]
                 both = [(x, y) for x, y in zip(b, a) if x.answers[0] is not None and y.answers[0] is not None]
-                vw = sum(1 for x, y in both if y.correct[0] and not x.correct[0])
-                vl = sum(1 for x, y in both if x.correct[0] and not y.correct[0])
+                vw, vl = discordant((x.correct[0], y.correct[0]) for x, y in both)
                 ex_b, ex_a = (sum(example[i] is not None and (side[suite][i].answers[0] or "").strip() == example[i]
                                   for i in part) for side in (before, after))
                 out.append(SplitResult(
@@ -193,13 +191,14 @@ def curriculum_table(run_dirs: list[Path]) -> str:
     from azr.metrics import read_metrics
     from azr.report import curriculum
 
-    lines = _header("run", "steps", "step time", "valid every step", "valid first → last", "buffers ded/abd/ind",
-                    "steps with learnability > 0", "AST nodes first → last third", "Halstead volume first → last",
-                    "duplicate frac (mean)")
+    cols = ("run", "steps", "step time", "valid every step", "valid first → last", "buffers ded/abd/ind",
+            "steps with learnability > 0", "AST nodes first → last third", "Halstead volume first → last",
+            "duplicate frac (mean)")
+    lines = _header(*cols)
     for d in run_dirs:
         rows = read_metrics(d)
         if not rows:
-            lines.append(f"| {Path(d).name} | 0 |" + " – |" * 8)
+            lines.append(f"| {Path(d).name} | 0 |" + " – |" * (len(cols) - 2))
             continue
         c = curriculum(rows)
         b = c.buffers

@@ -57,6 +57,15 @@ def test_mcnemar_exact_hand_values(b, c, want):
     assert mcnemar_exact(b, c) == pytest.approx(want)
 
 
+def test_discordant_counts_by_hand():
+    from azr.eval.stats import discordant
+
+    # (A right, B right): one B-only, two A-only, ties ignored
+    assert discordant([(False, True), (True, False), (True, False), (True, True), (False, False)]) == (1, 2)
+    assert discordant([]) == (0, 0)
+    assert discordant(iter([(0, 1)])) == (1, 0)  # any truthy values, any iterable
+
+
 # -- CRUXEval scoring on real data -------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from azr.eval.stats import mcnemar_exact, mean_pass_at_k
+from azr.eval.stats import discordant, mcnemar_exact, mean_pass_at_k
 from azr.eval.suite import DEFAULT_STYLE, EvalDataError, EvalItem, PromptStyle, Suite, load_items
 
 DEFAULT_KS = (1, 5, 10)
@@ -281,8 +281,7 @@ def compare(a: EvalReport, b: EvalReport) -> list[Comparison]:
         pairs = [(it.correct[0], right_b[it.id]) for it in sa.items if it.id in right_b]
         if not pairs:
             continue
-        wins = sum(1 for x, y in pairs if y and not x)
-        losses = sum(1 for x, y in pairs if x and not y)
+        wins, losses = discordant(pairs)
         out.append(Comparison(sa.suite, sum(x for x, _ in pairs) / len(pairs), sum(y for _, y in pairs) / len(pairs),
                               wins, losses, mcnemar_exact(wins, losses), len(pairs)))
     return out

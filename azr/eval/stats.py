@@ -7,7 +7,7 @@ checks them against numbers worked out by hand.
 from __future__ import annotations
 
 from math import comb
-from typing import Sequence
+from typing import Iterable, Sequence
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -31,6 +31,16 @@ def mean_pass_at_k(counts: Sequence[tuple[int, int]], k: int) -> float:
     if not counts:
         return float("nan")
     return sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
+
+
+def discordant(pairs: Iterable[tuple[bool, bool]]) -> tuple[int, int]:
+    """(B wins, B losses) over paired outcomes ``(A right, B right)``: the items only B got right and those only A
+    got right, the two counts :func:`mcnemar_exact` takes (as ``mcnemar_exact(losses, wins)``)."""
+    wins = losses = 0
+    for a, b in pairs:
+        wins += b and not a
+        losses += a and not b
+    return wins, losses
 
 
 def mcnemar_exact(b: int, c: int) -> float:
