@@ -115,12 +115,28 @@ def test_prompts_show_the_task_in_each_style(crux_items):
     assert it.output in I.prompt(it, "native")
 
 
-@pytest.mark.parametrize("response", ["", "no tags at all", "<answer></answer>", "[ANSWER]assert f(1)[/ANSWER]",
+@pytest.mark.parametrize("response", ["", "no tags at all", "<answer></answer>", "[ANSWER]assert f(1) ==[/ANSWER]",
                                       "<answer>\n```python\nimport os\n```\n```python\nx\n```\n</answer>"])
 def test_malformed_responses_extract_to_none(response):
     for suite in (O, I):
         for style in ("azr", "native"):
             assert suite.extract(response, style) is None or response.startswith("<answer>\n```")
+
+
+@pytest.mark.parametrize("response, output, input_", [
+    ("[ANSWER]assert f('a') == (1, 'b')[/ANSWER]", "(1, 'b')", "'a'"),  # the completed assertion
+    ("[ANSWER]True[/ANSWER]", "True", None),  # a bare literal: the reference runs `assert gold == True`
+    ("[ANSWER] [{'k': 5}][/ANSWER] and then some", "[{'k': 5}]", None),
+    ("[ANSWER]f('x', 2)[/ANSWER]", None, "'x', 2"),  # a bare call: the reference runs `assert gold == f('x', 2)`
+    ("[ANSWER]assert f(1)[/ANSWER]", None, "1"),
+    ("[ANSWER]assert f(1) == f(1)[/ANSWER]", None, "1"),  # an output that calls f predicts nothing
+    ("[ANSWER]{'a': 1}\\n[/ANSWER]", None, None),  # a literal backslash-n is no Python
+    ("[ANSWER]assert g(1) == 2[/ANSWER]", "2", None),  # I needs a call of f
+    ("Therefore the answer is 3", None, None),  # prose is no literal
+])
+def test_native_extraction_follows_the_reference_scorer(response, output, input_):
+    assert O.extract(response, "native") == output
+    assert I.extract(response, "native") == input_
 
 
 # -- HumanEval-style scoring --------------------------------------------------------------------

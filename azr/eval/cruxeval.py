@@ -5,10 +5,12 @@ Rows are ``{"code", "input", "output", "id"}``. The 800 rows of CRUXEval ship wi
 ``$AZR_CRUXEVAL`` or ``--data`` point at another copy.
 
 In the native style (the default) the prompt asks for the completed assertion between ``[ANSWER]``
-tags, as the CRUXEval paper's prompts do. In the ``azr`` style the prompts and answer parsing are
-exactly the deduction and abduction solver's, so the eval measures the skill self-play trains. Scoring follows the reference
-scorer: an O answer is right when its value ``==`` the gold output; an I answer is right when
-running ``f(answer)`` in the sandbox gives a value ``==`` the gold output.
+tags, as the CRUXEval paper's prompts do, and answers are taken as the reference scorer takes them: the
+right side (O) or the ``f(...)`` call (I) of the assertion, or a bare literal (O) or a bare call (I). In
+the ``azr`` style the prompts and answer parsing are exactly the deduction and abduction solver's, so
+the eval measures the skill self-play trains. Scoring follows the reference scorer: an O answer is right
+when its value ``==`` the gold output; an I answer is right when running ``f(answer)`` in the sandbox
+gives a value ``==`` the gold output.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from azr.eval.suite import EvalItem, PromptStyle
-from azr.executor import SandboxPool, check_abduction_many, values_equal
+from azr.executor import SandboxPool, check_abduction_many, parse_literal, values_equal
 from azr.executor.checkers import AbductionCheck
 from azr.records import FormatError, Task, TaskType
 from azr.tasks import TASK_TYPES
@@ -80,21 +82,57 @@ def in_split(item_id: str, split: str) -> bool:
     return split == "all" or (item_id in dev_ids()) == (split == "dev")
 
 
-def _native_assertion(response: str) -> ast.Compare | None:
-    """The ``assert f(...) == X`` in a native-style reply (inside [ANSWER] when present)."""
+def _native_text(response: str) -> str:
+    """What a native-style reply answers: the first [ANSWER] block (the reference stops generating at
+    ``[/ANSWER]``), else the whole reply."""
     m = _ANSWER_BLOCK.search(response)
-    text = (m.group(1) if m else response).strip().strip("`").strip()
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("assert "):
-            line = line[len("assert "):]
-        try:
-            node = ast.parse(line, mode="eval").body
-        except (SyntaxError, ValueError, MemoryError, RecursionError):
-            continue
+    return (m.group(1) if m else response).strip().strip("`").strip()
+
+
+def _expression(line: str) -> ast.expr | None:
+    """``line`` (without a leading ``assert``) as one Python expression, or None."""
+    line = line.strip()
+    if line.startswith("assert "):
+        line = line[len("assert "):]
+    try:
+        return ast.parse(line, mode="eval").body
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+
+
+def _native_assertion(response: str) -> ast.Compare | None:
+    """The last ``assert f(...) == X`` line of a native-style reply."""
+    for line in reversed(_native_text(response).splitlines()):
+        node = _expression(line)
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
             return node
     return None
+
+
+def _calls_f(node: ast.expr) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "f" for n in ast.walk(node))
+
+
+def native_output(response: str) -> str | None:
+    """A CRUXEval-O answer in the native style: the right side of the completed assertion, or, as the reference
+    scorer accepts (``assert gold == answer``), a bare literal as the whole answer. An answer that calls ``f``
+    is no prediction (the reference rejects those too)."""
+    node = _native_assertion(response)
+    answer = node.comparators[0] if node is not None else None
+    if answer is None and parse_literal(text := _native_text(response)).ok:
+        answer = _expression(text)
+    return ast.unparse(answer) if answer is not None and not _calls_f(answer) else None
+
+
+def native_input(response: str) -> str | None:
+    """A CRUXEval-I answer in the native style: the arguments of the ``f(...)`` call on the left of the completed
+    assertion, or of a bare ``f(...)`` (the reference scorer runs ``assert gold == f(...)``); positional only."""
+    node = _native_assertion(response)
+    call = node.left if node is not None else _expression(_native_text(response))
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"
+            and not call.keywords and call.args):
+        return None
+    return ", ".join(ast.unparse(a) for a in call.args)
 
 
 class CruxEvalO:
@@ -113,8 +151,7 @@ class CruxEvalO:
 
     def extract(self, response: str, style: PromptStyle) -> str | None:
         if style == "native":
-            node = _native_assertion(response)
-            return ast.unparse(node.comparators[0]) if node is not None else None
+            return native_output(response)
         answer = TASK_TYPES[TaskType.DEDUCTION].parse_answer(response)
         return None if isinstance(answer, FormatError) else answer
 
@@ -139,11 +176,7 @@ class CruxEvalI:
 
     def extract(self, response: str, style: PromptStyle) -> str | None:
         if style == "native":
-            node = _native_assertion(response)
-            call = node.left if node is not None else None
-            if not (isinstance(call, ast.Call) and not call.keywords):
-                return None
-            return ", ".join(ast.unparse(a) for a in call.args) if call.args else None
+            return native_input(response)
         answer = TASK_TYPES[TaskType.ABDUCTION].parse_answer(response)
         return None if isinstance(answer, FormatError) else answer
 
