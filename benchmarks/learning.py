@@ -5,6 +5,8 @@
     python benchmarks/learning.py --reports B_dev.json,B_test.json A_dev.json,A_test.json   # parts merged per model
     python benchmarks/learning.py --reports B.json,B_math.json A.json,A_math.json           # + math/HumanEval, paired
     python benchmarks/learning.py --runs runs/azr-cpu runs/abl-global                 # the curriculum table
+    python benchmarks/learning.py --base B.json --recipe s0=R0.json --recipe s1=R1.json \\
+        --ablation global=G.json --ablation-plot abl.png                               # the ablation table
 
 Both models are evaluated greedily on the same items with the same prompt, response prefix and token cap
 (`azr eval --compare`), in the `azr` prompt style by default (the solver format the run trained; pass
@@ -18,6 +20,10 @@ wins are a verbatim copy of what the prompt shows (CRUXEval-I: the output given 
 CRUXEval-O: the input given back as the output), next to how far that copy rule alone gets. The last
 line per suite is ``suite=... before=... after=... ratio=... p=...`` (all items given).
 Reports of other suites (math, HumanEval) given among the parts get a paired no-regression table.
+
+The ablation table pairs every run with the untrained model and with the recipe's first seed, on the items all
+runs scored; the recipe's other seeds measure the run-to-run spread, and an ablation counts as different only
+when its paired p < 0.05 and its gap to the recipe is wider than that spread (issue 16).
 """
 
 from __future__ import annotations
@@ -210,6 +216,101 @@ def curriculum_table(run_dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class AblationRow:
+    """One run of the ablation table on one suite: its accuracy, paired against the untrained model and against
+    the recipe's first seed, and whether it differs from the recipe beyond the seeds' spread."""
+    run: str
+    suite: str
+    items: int
+    acc: float
+    vs_base: Paired
+    vs_recipe: Paired | None
+    """None for the recipe's first seed itself."""
+    spread: float
+    """max |acc(seed k) − acc(seed 0)| over the recipe's seeds: the run-to-run spread on these items."""
+
+    @property
+    def beyond_spread(self) -> bool:
+        """Different from the recipe: paired p < 0.05 against it and a gap wider than the seeds' spread."""
+        return (self.vs_recipe is not None and self.vs_recipe.p < 0.05
+                and abs(self.acc - self.vs_recipe.before) > self.spread)
+
+
+def ablation_rows(base: dict[str, dict[str, ItemResult]], recipe: list[tuple[str, dict[str, dict[str, ItemResult]]]],
+                  ablations: list[tuple[str, dict[str, dict[str, ItemResult]]]], split: str) -> list[AblationRow]:
+    """The recipe's seeds then each ablation, per CRUXEval suite, on the items of `split` that every run scored.
+    The first seed is the reference every other run is paired against; the other seeds give the spread."""
+    runs = recipe + ablations
+    out = []
+    for suite in ("cruxeval-o", "cruxeval-i"):
+        if not all(suite in m for _, m in [("base", base)] + runs):
+            continue
+        ids = [i for i in base[suite] if in_split(i, split) and all(i in m[suite] for _, m in runs)]
+        if not ids:
+            continue
+        col = {name: [m[suite][i] for i in ids] for name, m in runs}
+        base_items, ref = [base[suite][i] for i in ids], col[recipe[0][0]]
+        spread = max(abs(_acc_all(col[n]) - _acc_all(ref)) for n, _ in recipe)
+        out += [AblationRow(name, suite, len(ids), _acc_all(col[name]), paired(suite, base_items, col[name]),
+                            None if k == 0 else paired(suite, ref, col[name]), spread)
+                for k, (name, _) in enumerate(runs)]
+    return out
+
+
+def _acc_all(items: list[ItemResult]) -> float:
+    return sum(it.correct[0] for it in items) / len(items)
+
+
+def ablation_markdown(rows: list[AblationRow]) -> str:
+    lines = _header("run", "suite", "items", "pass@1", "vs untrained W/L, p", "vs recipe (seed 0) W/L, p",
+                    "Δ vs recipe", "seed spread", "different from the recipe")
+    for r in rows:
+        vs = "–" if r.vs_recipe is None else f"{r.vs_recipe.wins}/{r.vs_recipe.losses}, {r.vs_recipe.p:.2g}"
+        delta = "–" if r.vs_recipe is None else f"{r.acc - r.vs_recipe.before:+.3f}"
+        verdict = "–" if r.vs_recipe is None else ("yes" if r.beyond_spread else "no")
+        lines.append(f"| {r.run} | {r.suite} | {r.items} | {r.acc:.3f} | {r.vs_base.wins}/{r.vs_base.losses}, "
+                     f"{r.vs_base.p:.2g} | {vs} | {delta} | {r.spread:.3f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def plot_ablations(rows: list[AblationRow], base_acc: dict[str, float], path: str | Path) -> Path:
+    """Bars of pass@1 per suite, one per run; the untrained model as a dashed line and the recipe seeds' range as
+    a shaded band, so that an ablation outside the band stands out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suites = list(dict.fromkeys(r.suite for r in rows))
+    runs = list(dict.fromkeys(r.run for r in rows))
+    acc = {(r.suite, r.run): r.acc for r in rows}
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(3.5 + 0.7 * len(suites) * len(runs), 3.8))
+    for k, run in enumerate(runs):
+        xs = [x - 0.4 + width * (k + 0.5) for x in range(len(suites))]
+        bars = ax.bar(xs, [acc[(s, run)] for s in suites], width, label=run, alpha=0.85, zorder=2)
+        ax.bar_label(bars, fmt="%.3f", fontsize=6, zorder=3)
+    for x, s in enumerate(suites):
+        ref = next(r for r in rows if r.suite == s and r.vs_recipe is None).acc
+        spread = next(r.spread for r in rows if r.suite == s)
+        ax.axhspan(ref - spread, ref + spread, xmin=(x + 0.05) / len(suites), xmax=(x + 0.95) / len(suites),
+                   color="grey", alpha=0.3, lw=0, zorder=1)
+        ax.hlines(base_acc[s], x - 0.45, x + 0.45, colors="black", linestyles="dashed", lw=1, zorder=4)
+    ax.set_xticks(range(len(suites)), suites)
+    ax.set_xlim(-0.5, len(suites) - 0.5)
+    ax.set_ylabel("pass@1 (greedy)")
+    ax.set_ylim(0, max([0.1] + list(acc.values()) + list(base_acc.values())) * 1.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              title="dashed: untrained\nband: recipe ± seed spread", title_fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default="default", help="model before self-play (default: the embedded Qwen)")
@@ -226,11 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt-style", default="azr", choices=("azr", "native"), help="as the run's solver: azr")
     ap.add_argument("--data", default=None, help="CRUXEval jsonl (default: $AZR_CRUXEVAL or the rows shipped with azr)")
     ap.add_argument("--plot", default=None, help="also write the before/after bar plot (all items given) to this PNG")
+    ap.add_argument("--base", help="ablation table: the untrained model's reports (comma-separated parts)")
+    ap.add_argument("--recipe", action="append", default=[], metavar="NAME=PARTS",
+                    help="ablation table: a seed of the recipe (repeat per seed; the first is the reference)")
+    ap.add_argument("--ablation", action="append", default=[], metavar="NAME=PARTS",
+                    help="ablation table: an ablation's reports (repeat per ablation)")
+    ap.add_argument("--ablation-plot", default=None, help="also write the ablation bar plot (last split) to this PNG")
     args = ap.parse_args(argv)
     if args.runs:
         print(curriculum_table([Path(d) for d in args.runs]))
-        if not (args.reports or args.after):
+        if not (args.reports or args.after or args.recipe):
             return 0
+    if args.recipe:
+        return _ablation_main(ap, args)
     data = Path(args.data or default_data("cruxeval-o") or "")
     if not data.is_file():
         ap.error(f"CRUXEval data not found at {data!s}; pass --data PATH")
@@ -264,6 +373,28 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{r.after / r.before:.2f}" if r.before else "n/a"
         print(f"suite={r.suite} split={r.split} before={r.before:.4f} after={r.after:.4f} ratio={ratio} "
               f"wins={r.wins} losses={r.losses} p={r.p:.3g}")
+    return 0
+
+
+def _ablation_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    def named(spec: str) -> tuple[str, dict[str, dict[str, ItemResult]]]:
+        name, sep, parts = spec.partition("=")
+        if not sep or not name or not parts:
+            ap.error(f"expected NAME=REPORT[,REPORT...], got {spec!r}")
+        return name, merge([read_report(Path(x)) for x in parts.split(",")])
+
+    if not args.base:
+        ap.error("--base REPORTS (the untrained model) is required with --recipe")
+    base = merge([read_report(Path(x)) for x in args.base.split(",")])
+    recipe, ablations = [named(x) for x in args.recipe], [named(x) for x in args.ablation]
+    rows: list[AblationRow] = []
+    for split in [x.strip() for x in args.splits.split(",") if x.strip()]:
+        rows = ablation_rows(base, recipe, ablations, split)
+        print(f"split: {split}")
+        print(ablation_markdown(rows))
+    if args.ablation_plot and rows:
+        base_acc = {r.suite: r.vs_base.before for r in rows}
+        print(plot_ablations(rows, base_acc, args.ablation_plot))
     return 0
 
 

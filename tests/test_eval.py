@@ -411,3 +411,43 @@ def test_learning_analysis_by_hand(cruxeval_rows, monkeypatch):
     assert (m.suite, m.items, m.before, m.after, m.wins, m.losses, m.p) == ("math", 2, 0.0, 0.5, 1, 0, 1.0)
     assert (m.format_errors_before, m.format_errors_after) == (1, 0)
     assert "| math | 2 | 0.000 | 0.500 | 1/0 | 1 | 1 → 0 |" in learning.other_markdown([m])
+
+
+def test_ablation_table_by_hand(tmp_path, monkeypatch):
+    """benchmarks/learning.py's ablation table on hand-made CRUXEval-I reports of 8 test items."""
+    import importlib.util
+
+    from azr.eval.cruxeval import in_split
+    from azr.eval.runner import EvalReport, ItemResult, SuiteResult
+
+    spec = importlib.util.spec_from_file_location("learning", Path(__file__).parents[1] / "benchmarks" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning", learning)
+    spec.loader.exec_module(learning)
+    ids = [f"sample_{n}" for n in range(40) if in_split(f"sample_{n}", "test")][:8]
+
+    def run(right: int) -> dict:  # the first `right` items correct
+        res = tuple(ItemResult(i, ("",), ("1",), (k < right,)) for k, i in enumerate(ids))
+        return learning.merge([EvalReport("m", {}, (SuiteResult("cruxeval-i", 8, 1, {}, 0.0, 0.0, 0, res),))])
+
+    base, s0, s1, abl = run(0), run(0), run(1), run(6)
+    rows = learning.ablation_rows(base, [("s0", s0), ("s1", s1)], [("abl", abl)], "test")
+    by = {r.run: r for r in rows}
+    assert [r.run for r in rows] == ["s0", "s1", "abl"] and all(r.items == 8 for r in rows)
+    # spread: |0.125 - 0| from the second seed
+    assert all(r.spread == 0.125 for r in rows)
+    assert by["s0"].vs_recipe is None and not by["s0"].beyond_spread
+    # the second seed: one win over the first, p = 1: within the spread by definition
+    assert (by["s1"].vs_recipe.wins, by["s1"].vs_recipe.losses, by["s1"].vs_recipe.p) == (1, 0, 1.0)
+    assert not by["s1"].beyond_spread
+    # the ablation: 6 wins, 0 losses, p = 2 * 0.5**6, gap 0.75 > 0.125
+    assert (by["abl"].acc, by["abl"].vs_recipe.wins, by["abl"].vs_recipe.losses) == (0.75, 6, 0)
+    assert by["abl"].vs_recipe.p == pytest.approx(2 * 0.5**6) and by["abl"].beyond_spread
+    assert (by["abl"].vs_base.wins, by["abl"].vs_base.losses) == (6, 0)
+    table = learning.ablation_markdown(rows)
+    assert "| abl | cruxeval-i | 8 | 0.750 | 6/0, 0.031 | 6/0, 0.031 | +0.750 | 0.125 | yes |" in table
+    assert "| s1 | cruxeval-i | 8 | 0.125 | 1/0, 1 | 1/0, 1 | +0.125 | 0.125 | no |" in table
+    # the dev split has none of these items: no rows
+    assert learning.ablation_rows(base, [("s0", s0)], [], "dev") == []
+    png = learning.plot_ablations(rows, {"cruxeval-i": 0.0}, tmp_path / "abl.png")
+    assert png.stat().st_size > 1000
