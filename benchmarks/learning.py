@@ -38,7 +38,7 @@ from pathlib import Path
 from azr.eval import SUITES
 from azr.eval.cruxeval import in_split
 from azr.eval.runner import (Comparison, EvalReport, ItemResult, default_data, plot_comparison, read_report,
-                             resolve_model, slug)
+                             resolve_model, save_figure, slug)
 from azr.eval.stats import discordant, mcnemar_exact
 from azr.eval.suite import read_rows
 from azr.executor import SandboxConfig, SandboxPool, parse_literal
@@ -303,12 +303,7 @@ def plot_ablations(rows: list[AblationRow], base_acc: dict[str, float], path: st
     ax.set_ylim(0, max([0.1] + list(acc.values()) + list(base_acc.values())) * 1.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
               title="dashed: untrained\nband: recipe ± seed spread", title_fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

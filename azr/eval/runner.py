@@ -316,6 +316,13 @@ def plot_comparison(rows: Sequence[Comparison], name_a: str, name_b: str, path: 
     ax.set_ylabel("pass@1")
     ax.set_ylim(0, max([0.1] + [max(c.a, c.b) for c in rows]) * 1.3)
     ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (making the folder) and close a matplotlib figure; its path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
