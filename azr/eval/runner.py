@@ -262,7 +262,7 @@ def summary_table(reports: Sequence[EvalReport]):
     for r in reports:
         for s in r.suites:
             extra = " ".join(f"{k}={v:.3f}" for k, v in s.pass_at.items() if k != "pass@1") or "-"
-            table.add_row(r.model, s.suite, s.style, str(s.n_items), str(s.n_samples), f"{s.pass_at['pass@1']:.3f}",
+            table.add_row(slug(r.model), s.suite, s.style, str(s.n_items), str(s.n_samples), f"{s.pass_at['pass@1']:.3f}",
                           extra, f"{s.format_error_frac:.2f}", f"{s.wall_s:.0f}s")
     return table
 
@@ -300,7 +300,8 @@ def comparison_table(rows: Sequence[Comparison], name_a: str, name_b: str):
 
 
 def plot_comparison(rows: Sequence[Comparison], name_a: str, name_b: str, path: str | Path) -> Path:
-    """Grouped bars of pass@1 per suite, A beside B, with the p-value over each pair."""
+    """Grouped bars of pass@1 per suite, A beside B (named by their slugs, not full paths), with the p-value
+    over each pair."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,8 +309,8 @@ def plot_comparison(rows: Sequence[Comparison], name_a: str, name_b: str, path: 
 
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 3.6))
     xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [c.a for c in rows], 0.4, label=f"A: {name_a}")
-    ax.bar([x + 0.2 for x in xs], [c.b for c in rows], 0.4, label=f"B: {name_b}")
+    ax.bar([x - 0.2 for x in xs], [c.a for c in rows], 0.4, label=f"A: {slug(name_a)}")
+    ax.bar([x + 0.2 for x in xs], [c.b for c in rows], 0.4, label=f"B: {slug(name_b)}")
     for x, c in zip(xs, rows):
         ax.text(x, max(c.a, c.b) + 0.01, f"p={c.p_value:.3g}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(xs), [c.suite for c in rows])
