@@ -413,7 +413,7 @@ def test_learning_analysis_by_hand(cruxeval_rows, monkeypatch):
     assert "| math | 2 | 0.000 | 0.500 | 1/0 | 1 | 1 → 0 |" in learning.other_markdown([m])
 
 
-def test_ablation_table_by_hand(tmp_path, monkeypatch):
+def test_ablation_table_by_hand(tmp_path, monkeypatch, capsys):
     """benchmarks/learning.py's ablation table on hand-made CRUXEval-I reports of 8 test items."""
     import importlib.util
 
@@ -451,3 +451,22 @@ def test_ablation_table_by_hand(tmp_path, monkeypatch):
     assert learning.ablation_rows(base, [("s0", s0)], [], "dev") == []
     png = learning.plot_ablations(rows, {"cruxeval-i": 0.0}, tmp_path / "abl.png")
     assert png.stat().st_size > 1000
+
+    # the command line, on reports written to disk: the same table, and a clear error for a malformed run spec
+    from azr.eval.runner import write_report
+
+    def file(name: str, right: int) -> str:
+        res = tuple(ItemResult(i, ("",), ("1",), (k < right,)) for k, i in enumerate(ids))
+        rep = EvalReport(name, {}, (SuiteResult("cruxeval-i", 8, 1, {}, 0.0, 0.0, 0, res),))
+        return str(write_report(rep, tmp_path / f"{name}.json"))
+
+    argv = ["--splits", "test", "--base", file("base", 0), "--recipe", f"s0={file('s0', 0)}",
+            "--recipe", f"s1={file('s1', 1)}", "--ablation", f"abl={file('abl', 6)}",
+            "--ablation-plot", str(tmp_path / "cli.png")]
+    assert learning.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| abl | cruxeval-i | 8 | 0.750 | 6/0, 0.031 | 6/0, 0.031 | +0.750 | 0.125 | yes |" in out
+    assert (tmp_path / "cli.png").is_file()
+    with pytest.raises(SystemExit):
+        learning.main(["--base", file("base", 0), "--recipe", "no-equals-sign"])
+    assert "expected NAME=REPORT" in capsys.readouterr().err
