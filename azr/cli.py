@@ -141,9 +141,19 @@ def _train(rest: list[str]) -> int:
     return main_train(cfg)
 
 
+REPORT_USAGE = """usage: azr report RUN_DIR  |  azr report RUN_A RUN_B ... [--out DIR]
+
+  RUN_DIR                 learning-curve PNGs and one self-contained HTML page, written to RUN_DIR/report
+  RUN_A RUN_B ...         runs compared (an ablation against its recipe): a panel per metric, a line per run
+  --out DIR               where the comparison goes (default runs/compare)"""
+
+
 def _report(rest: list[str]) -> int:
     from azr.config import ConfigError
 
+    if "-h" in rest or "--help" in rest:
+        print(REPORT_USAGE)
+        return 0
     out = None
     if "--out" in rest:
         i = rest.index("--out")
@@ -151,7 +161,7 @@ def _report(rest: list[str]) -> int:
             raise ConfigError("--out needs a directory")
         out, rest = rest[i + 1], rest[:i] + rest[i + 2:]
     if not rest:
-        raise ConfigError("usage: azr report RUN_DIR  |  azr report RUN_A RUN_B ... [--out DIR]")
+        raise ConfigError(REPORT_USAGE.splitlines()[0])
     if out and len(rest) == 1:
         raise ConfigError("--out is for comparing two or more runs; one run's report goes in RUN_DIR/report")
     from azr.report import write_report, write_comparison

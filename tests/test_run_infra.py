@@ -227,6 +227,9 @@ def test_report_cli_compares_and_rejects_bad_use(tmp_path, capsys):
     assert "two or more runs" in capsys.readouterr().err
     assert main(["report", str(a), str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 1
     assert "no metrics.jsonl" in capsys.readouterr().err
+    # --help is help, not a run directory called "--help"
+    assert main(["report", "--help"]) == 0
+    assert "azr report RUN_DIR" in capsys.readouterr().out and not (Path.cwd() / "--help").exists()
 
 
 def test_curriculum_by_hand():
