@@ -130,6 +130,26 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return latest.parent / latest.read_text().strip()
 
 
+def space_warning(run_dir: Path) -> str | None:
+    """Why the next save will fail, if the free space under `run_dir` cannot hold one more checkpoint the size of
+    the latest (a save writes the new checkpoint before it removes the oldest; a 0.5B model with its AdamW state
+    takes ~7 GB). None when it fits, or when there is no checkpoint yet to measure. Said at a save, this costs
+    the user nothing; found at the next save, it costs the steps since the last one."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None or not latest.is_dir():
+        return None
+    need = sum(f.stat().st_size for f in latest.rglob("*") if f.is_file())
+    free = shutil.disk_usage(latest).free
+    if free >= need * 1.05:  # 5 % for a checkpoint that grows (buffers) and for other writers
+        return None
+    return (f"{_size(free)} free under {Path(run_dir).resolve()}, but a checkpoint takes {_size(need)}: "
+            f"the next save will fail (disk full) unless space is freed (the run keeps its newest 2 checkpoints)")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
 def load_checkpoint(path: Path, expect_config: dict | None = None) -> LoadedCheckpoint:
     """Read and verify a checkpoint directory. `expect_config` is checked for the fields that
     must not change across a resume (model, self-play shape)."""

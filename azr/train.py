@@ -26,7 +26,7 @@ import torch
 
 from azr import config as C
 from azr.buffers import TaskBuffer
-from azr.checkpoint import RngState, latest_checkpoint, load_checkpoint, save_checkpoint
+from azr.checkpoint import RngState, latest_checkpoint, load_checkpoint, save_checkpoint, space_warning
 from azr.distributed.ddp import DistContext, init_distributed
 from azr.distributed.engines import BuiltEngines, build_engines
 from azr.metrics import MetricsLogger, read_metrics, spread_sample
@@ -221,12 +221,14 @@ def train(cfg: C.TrainConfig) -> Path:
                   f"{cfg.run.steps} · sandbox: {', '.join(k for k, v in run.eng.pool.info.layers.items() if v)}")
     for w in run.eng.pool.info.warnings:
         console.print(f"[yellow]sandbox warning:[/] {w}")
+    _warn_space(run, console)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=False, disable=not run.is_main) as progress:
             if not run.seeded:
                 seed(run, progress)
                 save(run)
+                _warn_space(run, console)
                 run.seeded = True
             task = progress.add_task("self-play", total=cfg.run.steps, completed=run.state.step)
             if cfg.eval.every and run.state.step == 0 and not (run.dir / "eval" / "step_000000.json").exists():
@@ -245,6 +247,7 @@ def train(cfg: C.TrainConfig) -> Path:
                     run.log.dump_samples(run.state.step, spread_sample(batch.rollouts, cfg.run.samples_per_step))
                 if run.state.step % cfg.run.save_every == 0 or run.state.step == cfg.run.steps:
                     save(run)
+                    _warn_space(run, console)
                 progress.update(task, completed=run.state.step, description=_live(metrics))
     except KeyboardInterrupt:
         if run.saved_step != run.state.step:
@@ -263,6 +266,11 @@ def train(cfg: C.TrainConfig) -> Path:
 
         torch.distributed.destroy_process_group()
     return run.dir
+
+
+def _warn_space(run: Run, console) -> None:
+    if run.is_main and (w := space_warning(run.dir)):
+        console.print(f"[yellow]disk warning:[/] {w}")
 
 
 def _live(m: dict[str, float]) -> str:

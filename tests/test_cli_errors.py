@@ -130,6 +130,23 @@ def test_full_disk_while_checkpointing_a_run(tmp_path):
     assert not [p for p in left if p.startswith("./r/checkpoints/")]  # the half-written checkpoint was removed
 
 
+def test_disk_warning_comes_one_save_before_the_disk_fills(tmp_path):
+    """A disk with room for two checkpoints of the tiny model (1.1 MB each) and the run's small files, not three:
+    the save that leaves less than one checkpoint free says so, and the next save fails as above."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    prefix = _on_small_disk(disk, "3000k")
+    if prefix is None:
+        pytest.skip("no mount namespace here to make a small filesystem")
+    proc = run_azr("train", "--preset", "tiny-test", "--run.steps", "3", "--run.save-every", "1",
+                   "--run.out-dir", str(disk), "--run.name", "r", prefix=prefix)
+    out = " ".join(proc.stdout.split())  # rich wraps long lines
+    assert "disk warning:" in out and "the next save will fail (disk full)" in out
+    assert out.count("disk warning:") == 1  # only once two checkpoints sit on the disk
+    assert_one_line(proc, "train", 1, "could not write checkpoint", "step_000003", "untouched")
+    assert "./r/checkpoints/step_000002/meta.json" in proc.stdout.split("@@left\n", 1)[1].split()
+
+
 INTERRUPT_DURING_SAVE = textwrap.dedent("""
     import os, signal, sys
     import azr.train as T

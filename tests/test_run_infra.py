@@ -148,6 +148,23 @@ def test_checkpoint_roundtrip_and_keep(tmp_path):
     assert py.random() == random.Random(1).random()
 
 
+def test_space_warning_by_hand(tmp_path, monkeypatch):
+    """The warning compares the free space with the latest checkpoint's size (+5 %); the disk is faked."""
+    from collections import namedtuple
+
+    from azr import checkpoint
+
+    assert checkpoint.space_warning(tmp_path) is None  # no checkpoint yet: nothing to measure
+    _save(tmp_path, 1)
+    need = sum(f.stat().st_size for f in latest_checkpoint(tmp_path).rglob("*") if f.is_file())
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage(0, 0, int(need * 1.05) + 1))
+    assert checkpoint.space_warning(tmp_path) is None
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage(0, 0, need))
+    w = checkpoint.space_warning(tmp_path)
+    assert "the next save will fail (disk full)" in w and f"{need / 1e6:.1f} MB" in w
+
+
 def test_checkpoint_mismatch_is_clear(tmp_path):
     _save(tmp_path, 1)
     other = C.to_dict(C.cpu())
