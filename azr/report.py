@@ -53,7 +53,8 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported on first use (matplotlib is heavy)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on a training box
@@ -71,7 +72,7 @@ def _plot_line(ax, rows: list[dict], key: str, label: str, markersize: float) ->
 
 
 def plot_panels(rows: list[dict], out_dir: Path) -> list[tuple[str, Path]]:
-    plt = _pyplot()
+    plt = pyplot()
     keys = sorted({k for r in rows for k in r if k != "step"})
     made = []
     for panel in PANELS:
@@ -138,7 +139,7 @@ def _inline(title: str, path: Path) -> str:
 
 def plot_runs(runs: dict[str, list[dict]], out_dir: Path) -> Path | None:
     """One figure, a panel per `COMPARED` metric that some run logged, a line per run."""
-    plt = _pyplot()
+    plt = pyplot()
     keys = [k for k in COMPARED if any(k in r for rows in runs.values() for r in rows)]
     if not keys:
         return None

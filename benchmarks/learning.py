@@ -223,12 +223,16 @@ class AblationRow:
     run: str
     suite: str
     items: int
-    acc: float
     vs_base: Paired
     vs_recipe: Paired | None
     """None for the recipe's first seed itself."""
     spread: float
     """max |acc(seed k) − acc(seed 0)| over the recipe's seeds: the run-to-run spread on these items."""
+
+    @property
+    def acc(self) -> float:
+        """This run's pass@1 on the items (the 'after' side of its pairing with the untrained model)."""
+        return self.vs_base.after
 
     @property
     def beyond_spread(self) -> bool:
@@ -251,15 +255,12 @@ def ablation_rows(base: dict[str, dict[str, ItemResult]], recipe: list[tuple[str
             continue
         col = {name: [m[suite][i] for i in ids] for name, m in runs}
         base_items, ref = [base[suite][i] for i in ids], col[recipe[0][0]]
-        spread = max(abs(_acc_all(col[n]) - _acc_all(ref)) for n, _ in recipe)
-        out += [AblationRow(name, suite, len(ids), _acc_all(col[name]), paired(suite, base_items, col[name]),
-                            None if k == 0 else paired(suite, ref, col[name]), spread)
-                for k, (name, _) in enumerate(runs)]
+        vs_base = {name: paired(suite, base_items, col[name]) for name, _ in runs}
+        seed0 = vs_base[recipe[0][0]].after
+        spread = max(abs(vs_base[n].after - seed0) for n, _ in recipe)
+        out += [AblationRow(name, suite, len(ids), vs_base[name], None if k == 0 else paired(suite, ref, col[name]),
+                            spread) for k, (name, _) in enumerate(runs)]
     return out
-
-
-def _acc_all(items: list[ItemResult]) -> float:
-    return sum(it.correct[0] for it in items) / len(items)
 
 
 def ablation_markdown(rows: list[AblationRow]) -> str:
@@ -274,19 +275,17 @@ def ablation_markdown(rows: list[AblationRow]) -> str:
     return "\n".join(lines)
 
 
-def plot_ablations(rows: list[AblationRow], base_acc: dict[str, float], path: str | Path) -> Path:
+def plot_ablations(rows: list[AblationRow], path: str | Path) -> Path:
     """Bars of pass@1 per suite, one per run; the untrained model as a dashed line and the recipe seeds' range as
     a shaded band, so that an ablation outside the band stands out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from azr.report import pyplot
 
     suites = list(dict.fromkeys(r.suite for r in rows))
     runs = list(dict.fromkeys(r.run for r in rows))
     acc = {(r.suite, r.run): r.acc for r in rows}
+    base_acc = {r.suite: r.vs_base.before for r in rows}
     width = 0.8 / len(runs)
-    fig, ax = plt.subplots(figsize=(3.5 + 0.7 * len(suites) * len(runs), 3.8))
+    fig, ax = pyplot().subplots(figsize=(3.5 + 0.7 * len(suites) * len(runs), 3.8))
     for k, run in enumerate(runs):
         xs = [x - 0.4 + width * (k + 0.5) for x in range(len(suites))]
         bars = ax.bar(xs, [acc[(s, run)] for s in suites], width, label=run, alpha=0.85, zorder=2)
@@ -388,8 +387,7 @@ def _ablation_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int
         print(f"split: {split}")
         print(ablation_markdown(rows))
     if args.ablation_plot and rows:
-        base_acc = {r.suite: r.vs_base.before for r in rows}
-        print(plot_ablations(rows, base_acc, args.ablation_plot))
+        print(plot_ablations(rows, args.ablation_plot))
     return 0
 
 

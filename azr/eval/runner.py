@@ -302,12 +302,9 @@ def comparison_table(rows: Sequence[Comparison], name_a: str, name_b: str):
 def plot_comparison(rows: Sequence[Comparison], name_a: str, name_b: str, path: str | Path) -> Path:
     """Grouped bars of pass@1 per suite, A beside B (named by their slugs, not full paths), with the p-value
     over each pair."""
-    import matplotlib
+    from azr.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 3.6))
+    fig, ax = pyplot().subplots(figsize=(1.8 + 1.6 * len(rows), 3.6))
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [c.a for c in rows], 0.4, label=f"A: {slug(name_a)}")
     ax.bar([x + 0.2 for x in xs], [c.b for c in rows], 0.4, label=f"B: {slug(name_b)}")
@@ -322,11 +319,11 @@ def plot_comparison(rows: Sequence[Comparison], name_a: str, name_b: str, path: 
 
 def save_figure(fig, path: str | Path) -> Path:
     """Lay out, write (making the folder) and close a matplotlib figure; its path."""
-    import matplotlib.pyplot as plt
+    from azr.report import pyplot
 
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
     return path
