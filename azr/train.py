@@ -211,7 +211,8 @@ def seed(run: Run, progress) -> None:
 
 def train(cfg: C.TrainConfig) -> Path:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from azr.progress import LogProgress
 
     console = Console()
     run = setup(cfg, console)
@@ -222,9 +223,8 @@ def train(cfg: C.TrainConfig) -> Path:
     for w in run.eng.pool.info.warnings:
         console.print(f"[yellow]sandbox warning:[/] {w}")
     _warn_space(run, console)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console, transient=False, disable=not run.is_main) as progress:
+        with LogProgress(console=console, transient=False, disable=not run.is_main) as progress:
             if not run.seeded:
                 seed(run, progress)
                 save(run)

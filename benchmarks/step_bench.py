@@ -128,7 +128,7 @@ def main() -> None:
     print(f"matmul peak (this run): bf16 {peaks['bfloat16'] / 1e9:.1f} GFLOP/s, fp32 {peaks['float32'] / 1e9:.1f}"
           f" GFLOP/s -> peak = {peak_dtype} {peak / 1e9:.1f} GFLOP/s; threads={torch.get_num_threads()}")
     run = setup(cfg)
-    from rich.progress import Progress
+    from azr.progress import LogProgress
 
     pol = run.eng.policy
     pol.engine = args.engine
@@ -137,7 +137,7 @@ def main() -> None:
           f"train_autocast={pol.config.train_autocast} B={cfg.selfplay.batch_size} n={cfg.selfplay.n_mc} "
           f"gen_batch={cfg.rollout.gen_batch_size} micro_batch={cfg.optim.micro_batch} "
           f"mini_batches={cfg.optim.mini_batches}")
-    with Progress() as progress:
+    with LogProgress() as progress:
         t0 = time.perf_counter()
         seed(run, progress)
     print(f"seeding: {time.perf_counter() - t0:.1f}s, buffers {[len(b) for b in run.state.buffers.values()]}")

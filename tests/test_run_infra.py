@@ -266,3 +266,33 @@ def test_curriculum_by_hand():
     assert not curriculum(rows).valid_every_step
     with pytest.raises(ValueError, match="no steps"):
         curriculum([])
+
+
+def _progress_output(*, terminal: bool, every_s: float, steps: int, disable: bool = False) -> str:
+    import io
+
+    from rich.console import Console
+
+    from azr.progress import LogProgress
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=terminal, width=120)
+    with LogProgress(console=console, every_s=every_s, disable=disable) as progress:
+        task = progress.add_task("suite", total=steps)
+        for _ in range(steps):
+            progress.advance(task)
+        progress.update(task, completed=steps)  # a finished task prints its line once, not again
+    return buf.getvalue()
+
+
+def test_progress_in_a_log_file_prints_throttled_plain_lines():
+    out = _progress_output(terminal=False, every_s=3600, steps=5)
+    # the first advance, then the finish; the three in between fall inside the hour-long throttle
+    assert [line.split(" · ")[:2] for line in out.splitlines() if " · " in line] == [["suite", "1/5"], ["suite", "5/5"]]
+    every = _progress_output(terminal=False, every_s=0, steps=5)
+    assert [line.split(" · ")[1] for line in every.splitlines() if " · " in line] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+
+
+def test_progress_on_a_terminal_or_disabled_prints_no_plain_lines():
+    assert " · 1/5 · " not in _progress_output(terminal=True, every_s=0, steps=5)
+    assert _progress_output(terminal=False, every_s=0, steps=5, disable=True) == ""

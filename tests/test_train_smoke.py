@@ -113,7 +113,7 @@ def _comparable(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/"))} for r in rows]
 
 
-def test_killed_and_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_path):
+def test_killed_and_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_path, capsys):
     # "Resume exactly" checked against an independent run, not through the loader on both sides:
     # kill -9 a run after its second checkpoint, resume it, and compare every metric of every step
     # with a run of the same length that was never interrupted.
@@ -143,7 +143,12 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_p
     finally:
         run.close()
     resumed = read_metrics(train(tiny(killed, steps)))
+    capsys.readouterr()
     straight = read_metrics(train(tiny(tmp_path / "straight", steps)))
+    # stdout here is not a terminal, as in `nohup azr train > log`: step 1 gets a plain progress line as it
+    # ends (rich alone would draw the bar only once, at the end of the run), and the last step gets one too
+    out = capsys.readouterr().out
+    assert -1 < out.find(f" · 1/{steps} · ") < out.find(f" · {steps}/{steps} · ")
     assert [r["step"] for r in resumed] == [r["step"] for r in straight] == list(range(1, steps + 1))
     for a, b in zip(_comparable(resumed), _comparable(straight)):
         assert a.keys() == b.keys(), a["step"]

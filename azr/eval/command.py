@@ -39,10 +39,10 @@ def evaluate_model(spec: str, items, cmd: C.EvalCommand, pool, progress) -> Eval
 
 def main_eval(cmd: C.EvalCommand) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers.utils import logging as hf_logging
 
     from azr.executor import SandboxPool
+    from azr.progress import LogProgress
 
     console = Console()
     hf_logging.disable_progress_bar()
@@ -54,8 +54,7 @@ def main_eval(cmd: C.EvalCommand) -> int:
     models = list(cmd.compare) if cmd.compare else [cmd.model]
     out = Path(cmd.out)
     reports = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with SandboxPool(C.TrainConfig().sandbox) as pool, Progress(*columns, console=console) as progress:
+    with SandboxPool(C.TrainConfig().sandbox) as pool, LogProgress(console=console) as progress:
         for spec in models:
             report = evaluate_model(spec, items, cmd, pool, progress)
             path = write_report(report, out / f"{slug(report.model)}.json")
