@@ -273,9 +273,10 @@ def cpu() -> TrainConfig:
       AdamW's first steps move every weight by ~lr). The prefix and this lr were changed together, one run
       each, so their effects are not separated (benchmarks/README.md has both runs).
     * B=4 per type and role, n=4 (SPEC: 64, 8), 15 steps: on a 2-core AVX2 host a B=4 step takes 5.5-8 minutes
-      (B=8: 20-35); the seed-0 run's 15 steps took 110.5 minutes, inside the 2-hour budget of issue 16. Its step-15
-      checkpoint beat its step-8 one on the CRUXEval dev split (O 0.255 -> 0.275, I 0.245 -> 0.275), so the
-      recipe runs all 15 (chosen on dev only). One PPO mini-batch (SPEC/paper: 3), since each
+      (B=8: 20-35); the seed-0 run's 15 steps took 110.5 minutes, inside the 2-hour budget of issue 16
+      (seed 1: 124.5, of which three steps shared the 2 cores with a CI run; its other 12 averaged 430 s).
+      Its step-15 checkpoint beat its step-8 one on the CRUXEval dev split (O 0.255 -> 0.275, I 0.245 -> 0.275), so
+      the recipe runs all 15 (chosen on dev only). One PPO mini-batch (SPEC/paper: 3), since each
       optimizer step of a 0.5B model costs minutes here. Temperature 0.7 (SPEC: 1.0) is carried over from the
       SmolLM2 recipe, not re-tuned for Qwen.
     * micro_batch 4: the learner keeps fp32 weights, gradients and AdamW states (~10 GB for 0.5B) and the
