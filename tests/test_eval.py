@@ -329,6 +329,101 @@ def test_azr_eval_compare_pairs_two_models_and_plots(tmp_path):
     assert rows[0].b_wins == rows[0].b_losses == 0 and rows[0].p_value == 1.0
 
 
+class _Scripted:
+    """A stand-in policy for the resume tests: the response to a prompt is a function of the prompt and the
+    chunk's seed, and it can be told to die on its k-th call (a killed `azr eval`)."""
+
+    def __init__(self, die_on: int = 0):
+        self.calls, self.die_on = [], die_on
+
+    def generate(self, prompts, gen, seed=None):
+        from types import SimpleNamespace
+
+        self.calls.append(seed)
+        if len(self.calls) == self.die_on:
+            raise KeyboardInterrupt
+        return [SimpleNamespace(response=f"{seed}:{len(p)}", num_response_tokens=3) for p in prompts]
+
+
+def _run(policy, pool, items, partial, **kw):
+    from azr.eval.runner import evaluate_suite
+
+    return evaluate_suite(policy, pool, O, items, batch_size=2, partial=partial, **kw)  # chunks of 4 prompts
+
+
+def test_a_stopped_evaluation_resumes_at_the_chunk_where_it_stopped(pool, crux_items, tmp_path):
+    from azr.eval.runner import Partial
+
+    items = crux_items[:10]  # chunks start at 0, 4, 8
+    key = {"model": ["m"], "suite": "cruxeval-o"}
+    straight = _run(_Scripted(), pool, items, None)
+    with pytest.raises(KeyboardInterrupt):
+        _run(_Scripted(die_on=3), pool, items, Partial(tmp_path / "p.jsonl", key))
+    resumed_policy = _Scripted()
+    resumed = _run(resumed_policy, pool, items, Partial(tmp_path / "p.jsonl", key))
+    assert resumed_policy.calls == [8]  # chunks 0 and 4 came from the file
+    assert resumed.items == straight.items and resumed.tokens == straight.tokens == 30
+
+    # a line cut by the kill is dropped (and so is the file's tail after it); that chunk is generated again
+    text = (tmp_path / "p.jsonl").read_text()
+    (tmp_path / "p.jsonl").write_text(text[: text.index('{"start": 4') + 20])
+    again = _Scripted()
+    assert _run(again, pool, items, Partial(tmp_path / "p.jsonl", key)).items == straight.items
+    assert again.calls == [4, 8]
+    assert (tmp_path / "p.jsonl").read_text() == text  # whole lines again, nothing duplicated
+
+    # other settings (or another model, suite or item list) mean another key: nothing is reused
+    other = _Scripted()
+    _run(other, pool, items, Partial(tmp_path / "p.jsonl", {**key, "max_new_tokens": 8}))
+    assert other.calls == [0, 4, 8]
+
+
+def test_a_partial_file_that_cannot_be_written_costs_the_resume_not_the_evaluation(pool, crux_items, tmp_path):
+    from azr.eval.runner import Partial
+
+    (tmp_path / "blocker").write_text("a file where the partial's directory should be")
+    partial = Partial(tmp_path / "blocker" / "p.jsonl", {"model": ["m"]})
+    result = _run(_Scripted(), pool, crux_items[:6], partial)
+    assert len(result.items) == 6 and "will not resume" in partial.error
+
+
+def test_azr_eval_killed_midway_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    # the real command, the tiny model and the real executor; only the kill is simulated
+    import azr.policy
+    from azr.cli import main
+
+    real_load = azr.policy.load_policy
+    calls, die_on = [], [2]
+
+    def load_dying(*a, **kw):
+        policy = real_load(*a, **kw)
+        generate = policy.generate
+
+        def counted(prompts, gen, seed=None):
+            calls.append(seed)
+            if len(calls) == die_on[0]:
+                raise KeyboardInterrupt
+            return generate(prompts, gen, seed=seed)
+        policy.generate = counted
+        return policy
+
+    argv = ["eval", "--model", "tiny", "--suite", "cruxeval-o", "--limit", "10", "--batch-size", "2",
+            "--max-new-tokens", "8", "--data", str(CRUXEVAL)]
+    assert main([*argv, "--out", str(tmp_path / "straight")]) == 0
+    monkeypatch.setattr(azr.policy, "load_policy", load_dying)
+    out = tmp_path / "killed"
+    assert main([*argv, "--out", str(out)]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["tiny.cruxeval-o.partial.jsonl"]
+    calls.clear()
+    die_on[0] = 0
+    assert main([*argv, "--out", str(out)]) == 0
+    assert calls == [4, 8]  # chunk 0 was read back from the partial file
+    assert [p.name for p in out.iterdir()] == ["tiny.json"]  # the partial file is gone once the report exists
+    a, b = read_report(tmp_path / "straight" / "tiny.json"), read_report(out / "tiny.json")
+    assert a.suites[0].items == b.suites[0].items
+
+
 def test_bad_eval_flags_exit_with_a_fix(capsys):
     from azr.cli import main
 

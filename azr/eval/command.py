@@ -7,7 +7,9 @@
     azr eval --model runs/azr-cpu --suite math --data math=MATH-500.jsonl   # no --data: the shipped 40 problems
 
 Reports go to ``<out>/<model-slug>.json``; ``--compare`` also writes ``<out>/compare.json``
-and ``<out>/compare.png``.
+and ``<out>/compare.png``. While it runs, finished generation chunks are kept in
+``<out>/<model-slug>.<suite>.partial.jsonl``: a stopped command, run again with the same flags, resumes
+where it stopped, and the files go once every report is written.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import json
 from pathlib import Path
 
 from azr import config as C
-from azr.eval.runner import (EvalReport, compare, comparison_table, evaluate, load_suite_items, plot_comparison,
-                             resolve_model, slug, summary_table, write_report)
+from azr.eval.runner import (EvalReport, compare, comparison_table, evaluate, load_suite_items, partial_path,
+                             plot_comparison, resolve_model, slug, summary_table, write_report)
 
 
 def eval_kwargs(cfg: C.EvalConfig) -> dict:
@@ -32,7 +34,8 @@ def evaluate_model(spec: str, items, cmd: C.EvalCommand, pool, progress) -> Eval
     model = resolve_model(spec)
     policy = load_policy(model, PolicyConfig(device=cmd.device))
     settings = {**json.loads(json.dumps(C.to_dict_eval(cmd.eval))), "model_spec": spec}
-    report = evaluate(policy, pool, model, items, settings=settings, progress=progress, **eval_kwargs(cmd.eval))
+    report = evaluate(policy, pool, model, items, settings=settings, progress=progress, partial_dir=cmd.out,
+                      **eval_kwargs(cmd.eval))
     del policy
     return report
 
@@ -56,10 +59,19 @@ def main_eval(cmd: C.EvalCommand) -> int:
     reports = []
     with SandboxPool(C.TrainConfig().sandbox) as pool, LogProgress(console=console) as progress:
         for spec in models:
-            report = evaluate_model(spec, items, cmd, pool, progress)
+            try:
+                report = evaluate_model(spec, items, cmd, pool, progress)
+            except KeyboardInterrupt:
+                # azr.cli prints this as the command's last line and exits with 130.
+                raise KeyboardInterrupt(f"interrupted while evaluating {spec}; the finished chunks are kept in "
+                                        f"{out}/*.partial.jsonl: run the same command again to resume") from None
             path = write_report(report, out / f"{slug(report.model)}.json")
             progress.console.print(f"report: [cyan]{path}[/]")
             reports.append(report)
+    # Kept until every model is done, so that a `--compare` stopped in its second model resumes both quickly.
+    for report in reports:
+        for name in items:
+            partial_path(out, report.model, name).unlink(missing_ok=True)
     console.print(summary_table(reports))
     if cmd.compare:
         (a, b), (na, nb) = reports, cmd.compare

@@ -131,12 +131,68 @@ def resolve_model(spec: str) -> str:
 
 # -- evaluation ------------------------------------------------------------------------------
 
+class Partial:
+    """The finished generation chunks of one suite on one model, appended to a JSONL file as they finish, so
+    that a stopped ``azr eval`` (a closed laptop, a killed job) resumes at the chunk where it stopped.
+
+    A chunk's sampling seed depends only on its position, so a resumed evaluation generates what an
+    uninterrupted one would. The first line is a key (model, suite, settings, item ids); a file written under
+    another key is started afresh, and a line cut short by a kill is dropped with everything after it. A
+    failed write (a full disk) stops the caching, not the evaluation; ``error`` then says why.
+    """
+
+    def __init__(self, path: str | Path, key: dict):
+        self.path, self.key, self.error = Path(path), json.loads(json.dumps(key)), None
+        self._open = False  # whether the file on disk starts with this key and ends on a whole line
+
+    def load(self) -> dict[int, tuple[list[str], int]]:
+        """``{chunk start: (responses, tokens)}`` of the chunks already done under this key."""
+        try:
+            lines = self.path.read_text().splitlines(keepends=True)
+            if not lines or not lines[0].endswith("\n") or json.loads(lines[0]) != {"key": self.key}:
+                return {}
+        except (OSError, ValueError):
+            return {}
+        done, keep = {}, lines[:1]
+        for line in lines[1:]:
+            try:
+                if not line.endswith("\n"):
+                    raise ValueError("cut short")
+                row = json.loads(line)
+                done[int(row["start"])] = (list(row["responses"]), int(row["tokens"]))
+            except (ValueError, KeyError, TypeError):
+                break
+            keep.append(line)
+        self._open = len(keep) == len(lines) or self._write("".join(keep), "w")  # drop a cut tail first
+        return done
+
+    def add(self, start: int, responses: Sequence[str], tokens: int) -> None:
+        row = json.dumps({"start": start, "responses": list(responses), "tokens": tokens}) + "\n"
+        if self._open:
+            self._write(row, "a")
+        else:
+            self._open = self._write(json.dumps({"key": self.key}) + "\n" + row, "w")
+
+    def _write(self, text: str, mode: str) -> bool:
+        if self.error:
+            return False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, mode) as f:
+                f.write(text)
+            return True
+        except OSError as e:
+            self.error = f"could not write {self.path} ({e.strerror or e}); this evaluation will not resume"
+            return False
+
+
 def evaluate_suite(policy, pool, suite: Suite, items: Sequence[EvalItem], *, n: int = 1, temperature: float = 0.0,
                    style: PromptStyle = DEFAULT_STYLE, max_new_tokens: int = 0, batch_size: int = 32, seed: int = 0,
                    ks: Sequence[int] = DEFAULT_KS, on_progress: Callable[[int], None] | None = None,
-                   response_prefix: str = "") -> SuiteResult:
+                   response_prefix: str = "", partial: Partial | None = None) -> SuiteResult:
     """Generate n responses per item (greedy when temperature is 0), extract, score, aggregate.
-    ``response_prefix`` starts every answer turn (see :class:`~azr.policy.GenerationConfig`)."""
+    ``response_prefix`` starts every answer turn (see :class:`~azr.policy.GenerationConfig`); chunks found in
+    ``partial`` are reused, and new ones are added to it."""
     from azr.policy import GenerationConfig
 
     if n < 1:
@@ -150,12 +206,19 @@ def evaluate_suite(policy, pool, suite: Suite, items: Sequence[EvalItem], *, n: 
     prompts = [suite.prompt(it, style) for it in items for _ in range(n)]
     responses, tokens = [], 0
     chunk = max(batch_size, 1) * 2
+    done = partial.load() if partial else {}
     for start in range(0, len(prompts), chunk):
-        outs = policy.generate(prompts[start:start + chunk], gen, seed=seed + start)
-        responses += [g.response for g in outs]
-        tokens += sum(g.num_response_tokens for g in outs)
+        if start in done:
+            got, got_tokens = done[start]
+        else:
+            outs = policy.generate(prompts[start:start + chunk], gen, seed=seed + start)
+            got, got_tokens = [g.response for g in outs], sum(g.num_response_tokens for g in outs)
+            if partial:
+                partial.add(start, got, got_tokens)
+        responses += got
+        tokens += got_tokens
         if on_progress:
-            on_progress(len(outs))
+            on_progress(len(got))
     answers = [suite.extract(r, style) for r in responses]
     correct = suite.score(pool, [it for it in items for _ in range(n)], answers)
     results = tuple(
@@ -170,8 +233,9 @@ def evaluate_suite(policy, pool, suite: Suite, items: Sequence[EvalItem], *, n: 
 
 
 def evaluate(policy, pool, model: str, items_by_suite: dict[str, list[EvalItem]], *, settings: dict | None = None,
-             progress=None, **kw) -> EvalReport:
-    """Every suite in ``items_by_suite`` on one policy (``kw`` as :func:`evaluate_suite`)."""
+             progress=None, partial_dir: str | Path | None = None, **kw) -> EvalReport:
+    """Every suite in ``items_by_suite`` on one policy (``kw`` as :func:`evaluate_suite`). With ``partial_dir``,
+    finished chunks are kept there (:class:`Partial`, one file per suite) until the caller has the report."""
     from azr.eval import SUITES
 
     out = []
@@ -179,8 +243,29 @@ def evaluate(policy, pool, model: str, items_by_suite: dict[str, list[EvalItem]]
         n = kw.get("n", 1)
         bar = progress.add_task(f"{name} · {Path(model).name or model}", total=len(items) * n) if progress else None
         cb = (lambda k, bar=bar: progress.advance(bar, k)) if progress else None
-        out.append(evaluate_suite(policy, pool, SUITES[name], items, on_progress=cb, **kw))
+        partial = None
+        if partial_dir is not None:
+            key = {"model": model_fingerprint(model), "suite": name, "items": [it.id for it in items], **kw}
+            partial = Partial(partial_path(partial_dir, model, name), key)
+        out.append(evaluate_suite(policy, pool, SUITES[name], items, on_progress=cb, partial=partial, **kw))
+        if partial and partial.error and progress:
+            progress.console.print(f"[yellow]warning:[/] {partial.error}")
     return EvalReport(model, dict(settings or {}), tuple(out))
+
+
+def partial_path(out_dir: str | Path, model: str, suite: str) -> Path:
+    """Where :func:`evaluate` keeps a suite's finished chunks, beside the model's report."""
+    return Path(out_dir) / f"{slug(model)}.{suite}.partial.jsonl"
+
+
+def model_fingerprint(model: str) -> list:
+    """A model as a partial evaluation's key sees it: a local directory by its files' names, sizes and times
+    (a checkpoint rewritten in place is a new model); anything else by its name."""
+    path = Path(model)
+    if not path.is_dir():
+        return [model]
+    return [str(path.resolve())] + sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns]
+                                          for f in path.iterdir() if f.is_file())
 
 
 def load_suite_items(suites: Sequence[str], data: Sequence[str], limit: int | None,
