@@ -241,7 +241,7 @@ def evaluate(policy, pool, model: str, items_by_suite: dict[str, list[EvalItem]]
     out = []
     for name, items in items_by_suite.items():
         n = kw.get("n", 1)
-        bar = progress.add_task(f"{name} · {Path(model).name or model}", total=len(items) * n) if progress else None
+        bar = progress.add_task(f"{name} · {slug(model)}", total=len(items) * n) if progress else None
         cb = (lambda k, bar=bar: progress.advance(bar, k)) if progress else None
         partial = None
         if partial_dir is not None:
