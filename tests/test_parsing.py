@@ -269,9 +269,12 @@ def test_parsers_never_raise(text):
     "<answer>" + "(" * 50000 + "</answer>", "<answer>" + "[1, " * 20000 + "</answer>", "x" * 1_000_000,
 ])
 def test_degenerate_long_responses_parse_quickly(text):
+    # A hang guard, not a speed figure: every parser is linear here (~0.15 s for all of them on the 160 kB inputs
+    # on this 2-core host), while a backtracking regex would take minutes. The bound leaves room for a loaded
+    # CI machine (a full suite beside a running evaluation once took over 2 s).
     import time
 
     start = time.perf_counter()
     for fn in ALL_PARSERS:
         fn(text)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 20.0
