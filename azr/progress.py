@@ -3,7 +3,7 @@
 rich draws a live bar only on a terminal; on anything else (``nohup … > log``, CI, a pipe) it prints the
 bar once, when the work ends, so a 40-minute evaluation leaves an empty log until its last second. On such
 a console this display also prints one plain line per task at most every ``every_s`` seconds, and one
-when the task finishes.
+when the task finishes. (A notebook gets rich's own live widget, as before.)
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class LogProgress(Progress):
         self._log(task_id)
 
     def _log(self, task_id: TaskID) -> None:
-        if self.disable or self.console.is_terminal or task_id in self._done:
+        if self.disable or self.console.is_terminal or self.console.is_jupyter or task_id in self._done:
             return
         task = next(t for t in self.tasks if t.id == task_id)
         now = time.monotonic()
