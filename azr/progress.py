@@ -44,6 +44,19 @@ class LogProgress(Progress):
                            markup=False, highlight=False, soft_wrap=True)
 
 
+def make_console(min_log_width: int = 120):
+    """A rich Console. Writing to a log file rather than a terminal, rich assumes 80 columns and cuts table cells
+    to "qwen2.5…"; there it gets at least ``min_log_width`` unless $COLUMNS says otherwise."""
+    import os
+
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and not console.is_jupyter and "COLUMNS" not in os.environ:
+        console = Console(width=max(console.width, min_log_width))
+    return console
+
+
 def default_columns():
     """What every azr bar shows: the description, a bar, done/total and the time elapsed."""
     return TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()

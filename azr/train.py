@@ -210,11 +210,9 @@ def seed(run: Run, progress) -> None:
 
 
 def train(cfg: C.TrainConfig) -> Path:
-    from rich.console import Console
+    from azr.progress import LogProgress, make_console
 
-    from azr.progress import LogProgress
-
-    console = Console()
+    console = make_console()
     run = setup(cfg, console)
     console.quiet = not run.is_main
     cfg = run.cfg

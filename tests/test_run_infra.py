@@ -296,3 +296,22 @@ def test_progress_in_a_log_file_prints_throttled_plain_lines():
 def test_progress_on_a_terminal_or_disabled_prints_no_plain_lines():
     assert " · 1/5 · " not in _progress_output(terminal=True, every_s=0, steps=5)
     assert _progress_output(terminal=False, every_s=0, steps=5, disable=True) == ""
+
+
+def test_a_log_file_gets_tables_wide_enough_for_model_names(monkeypatch, capsys):
+    from rich.table import Table
+
+    from azr.progress import make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    console = make_console()  # stdout is captured here: a file, as under nohup
+    assert console.width >= 120
+    table = Table()
+    for col in ("model", "suite", "style", "items", "n", "pass@1", "pass@k", "format err", "wall"):
+        table.add_column(col)
+    table.add_row("cpu-recipe-s0-step_000015", "cruxeval-o", "native", "600", "1", "0.213", "-", "0.10", "1988s")
+    console.print(table)
+    out = capsys.readouterr().out
+    assert "cpu-recipe-s0-step_000015" in out and "cruxeval-o" in out
+    monkeypatch.setenv("COLUMNS", "90")
+    assert make_console().width == 90  # the user's choice stands

@@ -41,13 +41,12 @@ def evaluate_model(spec: str, items, cmd: C.EvalCommand, pool, progress) -> Eval
 
 
 def main_eval(cmd: C.EvalCommand) -> int:
-    from rich.console import Console
     from transformers.utils import logging as hf_logging
 
     from azr.executor import SandboxPool
-    from azr.progress import LogProgress
+    from azr.progress import LogProgress, make_console
 
-    console = Console()
+    console = make_console()
     hf_logging.disable_progress_bar()
     # Bad flags (ConfigError), data (EvalDataError) and models (PolicyLoadError) end the command with one line
     # (azr.cli); they are checked before the model is loaded, so a typo costs seconds, not a model load.
