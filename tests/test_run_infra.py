@@ -303,7 +303,8 @@ def test_a_log_file_gets_tables_wide_enough_for_model_names(monkeypatch, capsys)
 
     from azr.progress import make_console
 
-    monkeypatch.delenv("COLUMNS", raising=False)
+    for var in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(var, raising=False)
     console = make_console()  # stdout is captured here: a file, as under nohup
     assert console.width >= 120
     table = Table()

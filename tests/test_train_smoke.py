@@ -113,7 +113,7 @@ def _comparable(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/"))} for r in rows]
 
 
-def test_killed_and_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_path, capsys):
+def test_killed_and_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_path, capsys, monkeypatch):
     # "Resume exactly" checked against an independent run, not through the loader on both sides:
     # kill -9 a run after its second checkpoint, resume it, and compare every metric of every step
     # with a run of the same length that was never interrupted.
@@ -144,6 +144,8 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_p
         run.close()
     resumed = read_metrics(train(tiny(killed, steps)))
     capsys.readouterr()
+    for var in ("FORCE_COLOR", "TTY_COMPATIBLE"):  # either would make rich treat the captured stdout as a terminal
+        monkeypatch.delenv(var, raising=False)
     straight = read_metrics(train(tiny(tmp_path / "straight", steps)))
     # stdout here is not a terminal, as in `nohup azr train > log`: step 1 gets a plain progress line as it
     # ends (rich alone would draw the bar only once, at the end of the run), and the last step gets one too
