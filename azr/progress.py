@@ -8,6 +8,7 @@ when the task finishes. (A notebook gets rich's own live widget, as before.)
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
@@ -40,7 +41,7 @@ class LogProgress(Progress):
         if task.finished:
             self._done.add(task_id)
         total = f"/{task.total:g}" if task.total is not None else ""
-        self.console.print(f"{task.description} · {task.completed:g}{total} · {_clock(task.elapsed or 0.0)}",
+        self.console.print(f"{task.description} · {task.completed:g}{total} · {timedelta(seconds=int(task.elapsed or 0))}",
                            markup=False, highlight=False, soft_wrap=True)
 
 
@@ -61,8 +62,3 @@ def default_columns():
     """What every azr bar shows: the description, a bar, done/total and the time elapsed."""
     return TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
 
-
-def _clock(seconds: float) -> str:
-    """Elapsed time as H:MM:SS, like the bar's own column."""
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"

@@ -264,8 +264,8 @@ def model_fingerprint(model: str) -> list:
     path = Path(model)
     if not path.is_dir():
         return [model]
-    return [str(path.resolve())] + sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns]
-                                          for f in path.iterdir() if f.is_file())
+    stats = [(f.name, f.stat()) for f in path.iterdir() if f.is_file()]
+    return [str(path.resolve())] + sorted([name, st.st_size, st.st_mtime_ns] for name, st in stats)
 
 
 def load_suite_items(suites: Sequence[str], data: Sequence[str], limit: int | None,
