@@ -7,9 +7,11 @@ when the task finishes. (A notebook gets rich's own live widget, as before.)
 """
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
@@ -41,17 +43,14 @@ class LogProgress(Progress):
         if task.finished:
             self._done.add(task_id)
         total = f"/{task.total:g}" if task.total is not None else ""
-        self.console.print(f"{task.description} · {task.completed:g}{total} · {timedelta(seconds=int(task.elapsed or 0))}",
+        clock = timedelta(seconds=int(task.elapsed or 0))  # H:MM:SS, like the bar's own column
+        self.console.print(f"{task.description} · {task.completed:g}{total} · {clock}",
                            markup=False, highlight=False, soft_wrap=True)
 
 
 def make_console(min_log_width: int = 120):
     """A rich Console. Writing to a log file rather than a terminal, rich assumes 80 columns and cuts table cells
     to "qwen2.5…"; there it gets at least ``min_log_width`` unless $COLUMNS says otherwise."""
-    import os
-
-    from rich.console import Console
-
     console = Console()
     if not console.is_terminal and not console.is_jupyter and "COLUMNS" not in os.environ:
         console = Console(width=max(console.width, min_log_width))
