@@ -165,15 +165,18 @@ def solve_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal
     return tasks, solve_many(eng, state, tasks)
 
 
+def proposal_rollout(p: Proposal) -> Rollout:
+    """A proposal as a proposer rollout, with its composite reward (SPEC §1 step 5)."""
+    return Rollout(prompt=p.prompt, response=p.response, type=p.type, role=Role.PROPOSE,
+                   reward=rewards.propose_reward(p.valid, p.solve_rate), format_ok=p.valid, error=p.error, task=p.task)
+
+
 def reward_stage(eng: Engines, proposals: Sequence[Proposal], propose_gens: Sequence[Generation],
                  tasks: Sequence[Task], solved: tuple[list[bool], list[bool], list[Generation]]) -> list[Sample]:
     """SPEC §1 step 5: composite rewards for proposer and solver responses."""
     samples = []
     if eng.cfg.selfplay.train_proposer:
-        for p, g in zip(proposals, propose_gens):
-            samples.append(Sample(Rollout(prompt=p.prompt, response=p.response, type=p.type, role=Role.PROPOSE,
-                                          reward=rewards.propose_reward(p.valid, p.solve_rate), format_ok=p.valid,
-                                          error=p.error, task=p.task), g))
+        samples += [Sample(proposal_rollout(p), g) for p, g in zip(proposals, propose_gens)]
     for t, fmt, ok, g in zip(tasks, *solved):
         samples.append(Sample(Rollout(prompt=g.prompt, response=g.response, type=t.type, role=Role.SOLVE,
                                       reward=rewards.solve_reward(fmt, ok), format_ok=fmt, task=t), g))

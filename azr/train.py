@@ -30,8 +30,8 @@ from azr.checkpoint import RngState, latest_checkpoint, load_checkpoint, save_ch
 from azr.distributed.ddp import DistContext, init_distributed
 from azr.distributed.engines import BuiltEngines, build_engines
 from azr.metrics import MetricsLogger, read_metrics, spread_sample
-from azr.records import TaskType
-from azr.selfplay import Engines, SelfPlayState, seed_buffers, selfplay_step
+from azr.records import Rollout, StepBatch, TaskType
+from azr.selfplay import Engines, SelfPlayState, proposal_rollout, seed_buffers, selfplay_step
 from azr.tasks import TASK_TYPES
 
 SUMMARY_KEYS = (
@@ -171,6 +171,14 @@ def evaluate_now(run: Run) -> dict[str, float]:
     return report.metrics()
 
 
+def dumped_rollouts(batch: StepBatch, cfg: C.TrainConfig) -> tuple[Rollout, ...]:
+    """The step's rollouts for samples/step_N.jsonl. Without proposer training the proposals are not in the
+    update, but they are still dumped: what an untrained proposer writes is what that ablation is about."""
+    if cfg.selfplay.train_proposer:
+        return batch.rollouts
+    return (*map(proposal_rollout, batch.proposals), *batch.rollouts)
+
+
 def save(run: Run) -> Path | None:
     """Checkpoint the run (rank 0 only: every rank holds the same weights and state)."""
     if not run.is_main:
@@ -242,7 +250,8 @@ def train(cfg: C.TrainConfig) -> Path:
                     metrics.update(evaluate_now(run))
                 if run.log is not None:
                     run.log.log(run.state.step, metrics)
-                    run.log.dump_samples(run.state.step, spread_sample(batch.rollouts, cfg.run.samples_per_step))
+                    dumped = spread_sample(dumped_rollouts(batch, cfg), cfg.run.samples_per_step)
+                    run.log.dump_samples(run.state.step, dumped)
                 if run.state.step % cfg.run.save_every == 0 or run.state.step == cfg.run.steps:
                     save(run)
                     _warn_space(run, console)

@@ -196,3 +196,18 @@ def test_kl_coef_trains_against_a_frozen_reference_and_mini_batches_step_more_th
     # The second mini-batch of step 1 already runs on moved weights: a reference that followed the
     # policy (not frozen) would keep the KL at 0.
     assert all(math.isfinite(r["update/kl_ref"]) and r["update/kl_ref"] > 1e-6 for r in rows)
+
+
+def test_without_proposer_training_only_solves_are_updated_but_proposals_are_still_dumped(tmp_path):
+    cfg = tiny(tmp_path, 1, samples_per_step=100)
+    cfg = dataclasses.replace(cfg, selfplay=dataclasses.replace(cfg.selfplay, train_proposer=False))
+    run_dir = train(cfg)
+    (row,) = read_metrics(run_dir)
+    samples = [json.loads(line) for line in (run_dir / "samples" / "step_1.jsonl").read_text().splitlines()]
+    proposals = [s for s in samples if s["role"] == "propose"]
+    solves = [s for s in samples if s["role"] == "solve"]
+    assert len(proposals) == len(TaskType) * cfg.selfplay.batch_size == len(solves)
+    # Out of the update: no advantage, and the learner saw at most the solver's responses.
+    assert all(s["advantage"] is None for s in proposals) and all(s["advantage"] is not None for s in solves)
+    assert 0 < row["update/sequences"] <= len(solves)
+    assert 0.0 <= row["propose/valid_frac"] <= 1.0  # the proposals are still validated and logged
