@@ -1,4 +1,5 @@
-"""Task buffers: seed, dedup, sampling with explicit RNGs, fill, atomic JSONL persistence."""
+"""Task buffers: seed, dedup, sampling with explicit RNGs, fill, atomic JSONL persistence; the references a
+propose prompt shows, with and without the no-references ablation."""
 
 from __future__ import annotations
 
@@ -182,3 +183,45 @@ def test_grow_buffers_counts_duplicates_and_trivial_proposals():
     # 4 valid: the seed copy and the second `new` are duplicates -> 2/4; only the seed copy is trivial -> 1/4
     assert m["propose/duplicate_frac"] == 0.5 and m["propose/trivial_frac"] == 0.25
     assert m["buffer/deduction/added"] == 2 and len(state.buffers[TaskType.DEDUCTION]) == 3
+
+
+class _SilentPolicy:
+    """Answers every prompt with an empty response: the propose stage's prompts are all this test reads."""
+
+    def generate(self, prompts, gcfg, seed=0):
+        from azr.policy.base import Generation
+
+        return [Generation(prompt=p, prompt_ids=[1], response_ids=[], response="", finished=True) for p in prompts]
+
+
+@pytest.mark.parametrize("use_references", [True, False])
+def test_propose_prompts_show_buffer_references_unless_the_no_references_ablation_is_on(use_references):
+    import dataclasses
+
+    import numpy as np
+
+    from azr import config as C
+    from azr.selfplay import Engines, SelfPlayState, propose_stage
+
+    cfg = C.tiny_test()
+    cfg = dataclasses.replace(cfg, selfplay=dataclasses.replace(cfg.selfplay, k_refs=3, use_references=use_references))
+    n = cfg.selfplay.n_induction_inputs
+    bufs = {t: TaskBuffer.seeded(t, n) for t in TaskType}
+    bufs[TaskType.DEDUCTION].extend(ded(i) for i in range(1, 30))
+    bufs[TaskType.ABDUCTION].extend(Task(TaskType.ABDUCTION, f"def f(x):\n    return x * {i}", ("1",), (str(i),))
+                                    for i in range(2, 30))
+    state = SelfPlayState(step=0, buffers=bufs, rng=random.Random(0), np_rng=np.random.default_rng(0))
+    eng = Engines(policy=_SilentPolicy(), pool=None, optimizer=None, cfg=cfg)  # type: ignore[arg-type]
+    proposals, _ = propose_stage(eng, state, per_type=4)
+    assert len(proposals) == 12
+    for p in proposals:
+        if use_references and p.type is not TaskType.INDUCTION:
+            assert len(p.references) == 3 and all(r in bufs[p.type] for r in p.references)
+            shown = [r for r in p.references if r.program != ID]
+            assert shown and all(r.program in p.prompt for r in shown)
+        elif not use_references:
+            # The ablation still shows the fixed seed: the answer format needs one example.
+            # (Induction prompts still show the buffer program the proposer writes inputs for.)
+            assert p.references == (seed_task(p.type, n),)
+            if p.type is not TaskType.INDUCTION:
+                assert "return x + " not in p.prompt and "return x * " not in p.prompt
