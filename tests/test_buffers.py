@@ -3,15 +3,22 @@ propose prompt shows, with and without the no-references ablation."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from azr import buffers
+from azr import config as C
 from azr.buffers import BufferFileError, TaskBuffer, sample_programs, seed_task
-from azr.records import Task, TaskType
+from azr.policy.base import Generation
+from azr.records import Proposal, Task, TaskType
+from azr.selfplay import Engines, SelfPlayState, grow_buffers_stage, propose_stage
+from azr.tasks.base import is_trivial
 
 ID = "def f(x):\n    return x"
 
@@ -100,8 +107,6 @@ def test_stats():
                                                         '"outputs": ["1"]}') + "\n", 2, "abduction task in"),
 ])
 def test_corrupt_file_gives_a_clear_error(tmp_path, content, line, needle):
-    import json
-
     good = json.dumps(ded(1).to_json())
     path = tmp_path / "deduction.jsonl"
     path.write_text(content.replace("GOOD", good))
@@ -164,15 +169,10 @@ TRIVIAL = [
 
 @pytest.mark.parametrize("task,trivial", TRIVIAL)
 def test_is_trivial(task, trivial):
-    from azr.tasks.base import is_trivial
-
     assert is_trivial(task) is trivial
 
 
 def test_grow_buffers_counts_duplicates_and_trivial_proposals():
-    from azr.records import Proposal
-    from azr.selfplay import SelfPlayState, grow_buffers_stage
-
     state = SelfPlayState(step=0, buffers={t: TaskBuffer.seeded(t, n_inputs=4) for t in TaskType},
                           rng=random.Random(0), np_rng=None)
     seed = state.buffers[TaskType.DEDUCTION].tasks[0]
@@ -189,20 +189,11 @@ class _SilentPolicy:
     """Answers every prompt with an empty response: the propose stage's prompts are all this test reads."""
 
     def generate(self, prompts, gcfg, seed=0):
-        from azr.policy.base import Generation
-
         return [Generation(prompt=p, prompt_ids=[1], response_ids=[], response="", finished=True) for p in prompts]
 
 
 @pytest.mark.parametrize("use_references", [True, False])
 def test_propose_prompts_show_buffer_references_unless_the_no_references_ablation_is_on(use_references):
-    import dataclasses
-
-    import numpy as np
-
-    from azr import config as C
-    from azr.selfplay import Engines, SelfPlayState, propose_stage
-
     cfg = C.tiny_test()
     cfg = dataclasses.replace(cfg, selfplay=dataclasses.replace(cfg.selfplay, k_refs=3, use_references=use_references))
     n = cfg.selfplay.n_induction_inputs
