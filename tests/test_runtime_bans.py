@@ -32,7 +32,10 @@ def test_getattr_import_of_a_banned_module_is_banned(pool):
 
 
 def test_address_dependent_value_is_nondeterministic(pool):
-    program = "def f(x):\n    return id(object()) % 1000"
+    # The whole address: a varied run lands the object elsewhere, but a value reduced modulo 1000 (125 residues
+    # for 8-byte-aligned addresses) matches the first run's by chance about once in 125 validations (measured:
+    # 2 of 150 fresh pools), which is what the one varied run cannot rule out (see validate_many).
+    program = "def f(x):\n    return id(object())"
     assert static_check(program) is None
     v = validate(pool, program, "0")
     assert v.reason is InvalidReason.NONDETERMINISTIC, v
