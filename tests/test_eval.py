@@ -312,6 +312,23 @@ def test_azr_eval_of_the_tiny_model_writes_a_well_formed_report(tmp_path, monkey
         assert all(r.startswith("<answer>\n") for it in s.items for r in it.responses)
 
 
+def test_a_gzipped_report_reads_as_the_plain_one_and_a_corrupt_one_is_a_clear_error(tmp_path):
+    from azr.eval.runner import EvalReport, ItemResult, SuiteResult, write_report
+
+    items = (ItemResult("sample_0", ("<answer>\n1",), ("1",), (True,)),
+             ItemResult("sample_1", ("no answer",), (None,), (False,)))
+    report = EvalReport("m", {"prompt_style": "azr"}, (SuiteResult("cruxeval-o", 2, 1, {"pass@1": 0.5}, 0.5, 1.0, 9,
+                                                                    items, "azr"),), "2026-11-27T00:00:00")
+    plain = write_report(report, tmp_path / "r.json")
+    packed = tmp_path / "r.json.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert read_report(packed) == read_report(plain) == report
+    bad = tmp_path / "bad.json.gz"
+    bad.write_bytes(gzip.compress(plain.read_bytes())[:-20])  # cut short, as by a full disk
+    with pytest.raises(EvalDataError, match="bad.json.gz is not an azr eval report"):
+        read_report(bad)
+
+
 def test_azr_eval_compare_pairs_two_models_and_plots(tmp_path):
     from azr.cli import main
 

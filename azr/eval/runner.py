@@ -10,6 +10,7 @@ p-value.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -326,9 +327,13 @@ def write_report(report: EvalReport, path: str | Path) -> Path:
 
 
 def read_report(path: str | Path) -> EvalReport:
+    """A report written by ``write_report``, or the same gzipped (``.json.gz``, as committed under
+    benchmarks/results/ so that tables can be recomputed after the run directories are gone)."""
+    path = Path(path)
     try:
-        return report_from_dict(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        return report_from_dict(json.loads(raw))
+    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise EvalDataError(f"{path} is not an azr eval report ({e})") from None
 
 
