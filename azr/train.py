@@ -14,6 +14,7 @@ writes the run directory, prints and checkpoints.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import time
@@ -38,6 +39,16 @@ SUMMARY_KEYS = (
     "propose/valid_frac", "format_error_frac/all", "propose/learnability/mean",
     *(f"solve/{t}/accuracy" for t in TaskType), "time/step",
 )
+
+
+def host_info(policy) -> dict:
+    """What a run's numbers depend on besides its config: the CPU's vector ISA (``"auto"`` dtypes are bf16 only
+    where bf16 is native, AVX512-BF16 or AMX, so the same recipe trains in bf16 on one 2-core host and in fp32 on
+    another), the cores, the GPU, and the dtypes the policy resolved. Written to metadata.json."""
+    cfg = getattr(policy, "config", None)
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "gen_dtype": getattr(cfg, "gen_dtype", None), "train_autocast": getattr(cfg, "train_autocast", None)}
 
 
 @dataclass
@@ -147,7 +158,7 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
             meta = {"sandbox_layers": pool.info.layers, "sandbox_warnings": list(pool.info.warnings),
                     "model": getattr(policy, "info", None).__dict__ if getattr(policy, "info", None)
                     else cfg.model.name, "torch": torch.__version__, "resumed_from": str(ckpt.path) if ckpt else None,
-                    "engines": built.description}
+                    "engines": built.description, "host": host_info(policy)}
             (run_dir / "metadata.json").write_text(json.dumps(meta, indent=1, default=str))
             log = MetricsLogger(run_dir, tensorboard=cfg.run.tensorboard, wandb_project=cfg.run.wandb_project,
                                 config=cfg)

@@ -71,6 +71,9 @@ def test_artefacts_exist(two_steps):
     assert (run_dir / "report" / "index.html").exists()
     meta = json.loads((run_dir / "metadata.json").read_text())
     assert meta["sandbox_layers"]["separate_process"]
+    # The host a run's numbers depend on: "auto" dtypes resolve per CPU, and the record says to what.
+    assert meta["host"]["cpu_count"] >= 1 and meta["host"]["cpu_capability"]
+    assert meta["host"]["gen_dtype"] in ("float32", "bfloat16")
 
 
 def test_parameters_changed(two_steps):
