@@ -40,7 +40,7 @@ from azr.eval.cruxeval import in_split
 from azr.eval.runner import (Comparison, EvalReport, ItemResult, default_data, plot_comparison, read_report,
                              resolve_model, save_figure, slug)
 from azr.eval.stats import discordant, mcnemar_exact
-from azr.eval.suite import read_rows
+from azr.eval.suite import EvalDataError, read_rows
 from azr.executor import SandboxConfig, SandboxPool, parse_literal
 
 COPIED = {"cruxeval-i": "output", "cruxeval-o": "input"}
@@ -392,4 +392,7 @@ def _ablation_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except EvalDataError as e:  # a missing or unreadable report: say which, without a traceback
+        sys.exit(f"learning.py: {e}")
