@@ -316,3 +316,42 @@ def test_a_log_file_gets_tables_wide_enough_for_model_names(monkeypatch, capsys)
     assert "cpu-recipe-s0-step_000015" in out and "cruxeval-o" in out
     monkeypatch.setenv("COLUMNS", "90")
     assert make_console().width == 90  # the user's choice stands
+
+
+def test_make_optimizer_is_fused_on_cpu_and_loads_either_kinds_state():
+    """The trainer's AdamW uses the fused kernel (no step temporaries the size of the model), and an
+    optimizer state written by the default multi-tensor AdamW (checkpoints from before) loads into it and
+    gives the same next step."""
+    from azr.train import make_optimizer
+
+    def model_and_grad():
+        torch.manual_seed(0)
+        m = torch.nn.Linear(4, 3)
+        m(torch.ones(2, 4)).square().sum().backward()
+        return m
+
+    old_model = model_and_grad()
+    old = torch.optim.AdamW(old_model.parameters(), lr=0.1)
+    old.step()
+    state = old.state_dict()
+
+    new_model = model_and_grad()
+    new = make_optimizer(list(new_model.parameters()), C.OptimConfig(lr=0.1))
+    assert new.defaults["fused"] is True
+    new.step()
+    new.load_state_dict(state)
+    with torch.no_grad():
+        for a, b in zip(new_model.parameters(), old_model.parameters()):
+            a.copy_(b)
+    old.step()
+    new.step()
+    for a, b in zip(new_model.parameters(), old_model.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_make_optimizer_falls_back_where_there_is_no_fused_kernel():
+    """Parameters on a device without a fused AdamW kernel get torch's default implementation, not an error."""
+    from azr.train import make_optimizer
+
+    meta = torch.nn.Parameter(torch.zeros(2, device="meta"))
+    assert make_optimizer([meta], C.OptimConfig()).defaults["fused"] is None
