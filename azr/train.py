@@ -117,6 +117,16 @@ def make_optimizer(params: list[torch.nn.Parameter], optim: C.OptimConfig) -> to
     return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused or None)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict`` that keeps the optimizer's own implementation flags: a state dict
+    carries its param groups' ``fused``/``foreach``, so a checkpoint from a multi-tensor AdamW would
+    otherwise switch a resumed run back to it (and to its memory spike)."""
+    impl = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flags in zip(optimizer.param_groups, impl):
+        group.update(flags)
+
+
 def setup(cfg: C.TrainConfig, console=None) -> Run:
     from transformers.utils import logging as hf_logging
 
@@ -145,7 +155,7 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
     buffers = {t: TaskBuffer.seeded(t, n_inputs=n) for t in TaskType}
     step, seeded = 0, False
     if ckpt:
-        optimizer.load_state_dict(ckpt.trainer_state["optimizer"])
+        load_optimizer_state(optimizer, ckpt.trainer_state["optimizer"])
         RngState(**ckpt.trainer_state["rng"]).restore(rng, np_rng)
         buffers = {t: TaskBuffer.load(ckpt.buffers_dir / f"{t}.jsonl", t) for t in TaskType}
         step, seeded = ckpt.step, True

@@ -322,7 +322,7 @@ def test_make_optimizer_is_fused_on_cpu_and_loads_either_kinds_state():
     """The trainer's AdamW uses the fused kernel (no step temporaries the size of the model), and an
     optimizer state written by the default multi-tensor AdamW (checkpoints from before) loads into it and
     gives the same next step."""
-    from azr.train import make_optimizer
+    from azr.train import load_optimizer_state, make_optimizer
 
     def model_and_grad():
         torch.manual_seed(0)
@@ -339,7 +339,8 @@ def test_make_optimizer_is_fused_on_cpu_and_loads_either_kinds_state():
     new = make_optimizer(list(new_model.parameters()), C.OptimConfig(lr=0.1))
     assert new.defaults["fused"] is True
     new.step()
-    new.load_state_dict(state)
+    load_optimizer_state(new, state)
+    assert new.param_groups[0]["fused"] is True  # the state dict said fused=None; the resumed run stays fused
     with torch.no_grad():
         for a, b in zip(new_model.parameters(), old_model.parameters()):
             a.copy_(b)
