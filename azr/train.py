@@ -108,11 +108,10 @@ def make_optimizer(params: list[torch.nn.Parameter], optim: C.OptimConfig) -> to
     """AdamW, with torch's fused kernel where every parameter is a float tensor on CPU or CUDA.
 
     Why fused: the default multi-tensor step allocates temporaries the size of all parameters. On the
-    0.5B default (benchmarks/optimizer_step.py, 2-core AVX-512 host) it raised RSS by 2.2 GiB at every
-    step and took 2.2 s; fused adds nothing and takes 0.26 s. In the `cpu` recipe's update that spike
-    sat on top of the activations' peak and, with the heap's growth from step to step, took the trainer
-    past 24 GiB (an OOM kill at step 11 of a seed-1 run). Same update rule and state layout, so
-    checkpoints written by either kind load into the other."""
+    0.5B default (benchmarks/optimizer_step.py, 2-core AVX-512 host) it raised RSS by 2.2 GiB during the
+    step and took 2.2 s; fused adds nothing and takes 0.26 s. (The update's RSS peak is in the backward
+    pass, not here; see the `cpu` preset.) Same update rule and state layout, so checkpoints written by
+    either kind load into the other (`load_optimizer_state`)."""
     fused = bool(params) and all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused or None)
 
