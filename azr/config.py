@@ -280,7 +280,10 @@ def cpu() -> TrainConfig:
       optimizer step of a 0.5B model costs minutes here. Temperature 0.7 (SPEC: 1.0) is carried over from the
       SmolLM2 recipe, not re-tuned for Qwen.
     * micro_batch 4: the learner keeps fp32 weights, gradients and AdamW states (~10 GB for 0.5B) and the
-      activations of a micro-batch; at 8 sequences a step peaked at 21.2 GiB RSS (benchmarks/README.md).
+      activations of a micro-batch; at 8 sequences a step peaked at 21.2 GiB RSS (benchmarks/README.md). At 4,
+      in bf16 on an AVX512-BF16 host, the backward pass still peaked at 21-23 GiB and crept up from step to
+      step; one run was OOM-killed at 24 GiB at step 11. Below 32 GiB of RAM, see benchmarks/README.md
+      ("Memory") for what `--optim.micro-batch 2` and `--model.gradient-checkpointing` save.
     * Seeding is capped at 30 generations per type (~8 minutes here; see the prefix above for what it finds);
       the step loop fills short batches from the buffers.
     """
