@@ -109,7 +109,7 @@ def make_optimizer(params: list[torch.nn.Parameter], optim: C.OptimConfig) -> to
 
     Why fused: the default multi-tensor step allocates temporaries the size of all parameters. On the
     0.5B default (benchmarks/optimizer_step.py, 2-core AVX-512 host) it raised RSS by 2.2 GiB during the
-    step and took 2.2 s; fused adds nothing and takes 0.26 s. (The update's RSS peak is in the backward
+    step and took 2.2 s; fused adds nothing and takes 0.19 s. (The update's RSS peak is in the backward
     pass, not here; see the `cpu` preset.) Same update rule and state layout, so checkpoints written by
     either kind load into the other (`load_optimizer_state`)."""
     fused = bool(params) and all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params)

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rss import PeakRSS, run_child  # noqa: E402
 
 
 def one_variant(a: argparse.Namespace) -> dict:
-    import psutil
     import torch
 
     from azr.policy import PolicyConfig, load_policy
@@ -35,24 +36,13 @@ def one_variant(a: argparse.Namespace) -> dict:
     vocab = min(30000, len(policy.tokenizer) - 1)
     prompts = [torch.randint(100, vocab, (a.prompt_tokens,), generator=g).tolist() for _ in range(a.rows)]
     responses = [torch.randint(100, vocab, (a.response_tokens,), generator=g).tolist() for _ in range(a.rows)]
-    proc = psutil.Process()
-    peak, done = [proc.memory_info().rss], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
-    t0 = time.perf_counter()
-    for mb in policy.iter_logprob_microbatches(prompts, responses, micro_batch=a.micro_batch, grad=True,
-                                               temperature=0.7):
-        (-(mb.logprobs * mb.mask).sum() / mb.mask.sum()).backward()
-    seconds = time.perf_counter() - t0
-    done.set()
-    watcher.join()
-    return {"peak_gib": peak[0] / 2**30, "s": seconds}
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        for mb in policy.iter_logprob_microbatches(prompts, responses, micro_batch=a.micro_batch, grad=True,
+                                                   temperature=0.7):
+            (-(mb.logprobs * mb.mask).sum() / mb.mask.sum()).backward()
+        seconds = time.perf_counter() - t0
+    return {"peak_gib": rss.peak / 2**30, "s": seconds}
 
 
 def main() -> None:
@@ -74,9 +64,7 @@ def main() -> None:
                 "ckpt": ["--micro-batch", str(a.rows), "--ckpt"]}
     res = {}
     for name, extra in variants.items():
-        out = subprocess.run([sys.executable, __file__, *common, *extra], capture_output=True, text=True,
-                             check=True).stdout
-        res[name] = json.loads(out.strip().splitlines()[-1])
+        res[name] = run_child(__file__, [*common, *extra])
         print(f"{name:8s} peak_rss={res[name]['peak_gib']:.2f} GiB fwd+bwd={res[name]['s']:.1f} s", flush=True)
     d = res["default"]["peak_gib"]
     print(f"default_gib={d:.2f} micro2_gib={res['micro2']['peak_gib']:.2f} ckpt_gib={res['ckpt']['peak_gib']:.2f} "

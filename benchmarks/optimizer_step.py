@@ -19,43 +19,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rss import PeakRSS, run_child  # noqa: E402
 
 
 def one_variant(model: str, fused: bool, steps: int) -> dict:
-    import psutil
     import torch
 
+    from azr.config import OptimConfig
     from azr.policy import PolicyConfig, load_policy
+    from azr.train import make_optimizer
 
     policy = load_policy(model, PolicyConfig(device="cpu", seed=0))
     params = list(policy.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-6, **({"fused": True} if fused else {"foreach": True}))
+    opt = make_optimizer(params, OptimConfig(lr=1e-6)) if fused else torch.optim.AdamW(params, lr=1e-6, foreach=True)
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
     opt.step()  # allocates exp_avg / exp_avg_sq
-    proc = psutil.Process()
-    before = proc.memory_info().rss
-    peak, done = [before], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        opt.step()
-    seconds = (time.perf_counter() - t0) / steps
-    done.set()
-    watcher.join()
-    return {"rss_gib": before / 2**30, "extra_gib": (peak[0] - before) / 2**30, "s": seconds,
-            "params": sum(p.numel() for p in params)}
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            opt.step()
+        seconds = (time.perf_counter() - t0) / steps
+    return {"rss_gib": rss.before / 2**30, "extra_gib": (rss.peak - rss.before) / 2**30, "s": seconds,
+            "fused": bool(opt.defaults.get("fused")), "params": sum(p.numel() for p in params)}
 
 
 def main() -> None:
@@ -69,11 +60,9 @@ def main() -> None:
         return
     res = {}
     for variant in ("foreach", "fused"):
-        out = subprocess.run([sys.executable, __file__, "--model", a.model, "--steps", str(a.steps),
-                              "--variant", variant], capture_output=True, text=True, check=True).stdout
-        res[variant] = json.loads(out.strip().splitlines()[-1])
+        res[variant] = run_child(__file__, ["--model", a.model, "--steps", str(a.steps), "--variant", variant])
         r = res[variant]
-        print(f"{variant:8s} params={r['params'] / 1e6:.0f}M rss_before={r['rss_gib']:.2f} GiB "
+        print(f"{variant:8s} fused={r['fused']} params={r['params'] / 1e6:.0f}M rss_before={r['rss_gib']:.2f} GiB "
               f"extra_during_step={r['extra_gib']:.2f} GiB step={r['s']:.3f} s", flush=True)
     f, u = res["foreach"], res["fused"]
     print(f"foreach_extra_gib={f['extra_gib']:.2f} fused_extra_gib={u['extra_gib']:.2f} "
