@@ -95,3 +95,65 @@ def test_closed_pool_raises():
     p.close()
     with pytest.raises(RuntimeError, match="closed"):
         p.run(Job(IDENTITY, "f(1)"))
+
+
+def test_frames_split_keep_partial_and_mark_bad_json():
+    from azr.executor import _frames
+
+    bad = b"{not json"
+    buf = bytearray(_frames.encode({"id": 1}) + _frames.HEADER.pack(len(bad)) + bad + _frames.encode({"id": 2}))
+    tail = _frames.encode({"id": 3})
+    buf += tail[:5]  # a frame still arriving stays in the buffer
+    assert _frames.split_frames(buf) == [{"id": 1}, {}, {"id": 2}]
+    assert bytes(buf) == tail[:5]
+    buf += tail[5:]
+    assert _frames.split_frames(buf) == [{"id": 3}] and not buf
+
+
+def test_frames_read_available_stops_at_limit_and_sees_eof():
+    from azr.executor import _frames
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    try:
+        os.write(w, b"x" * 10)
+        buf = bytearray()
+        assert _frames.read_available(r, buf) is False and bytes(buf) == b"x" * 10  # nothing more yet: not EOF
+        os.write(w, b"y" * 5)
+        os.close(w)
+        w = -1
+        assert _frames.read_available(r, buf, limit=3) is False and len(buf) == 10  # over the limit: reads nothing
+        assert _frames.read_available(r, buf, limit=12) is False and len(buf) == 15  # reads until over it
+        assert _frames.read_available(r, buf) is True and len(buf) == 15  # writer closed, pipe empty
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_bad_frame_from_a_worker_is_a_lost_worker_and_the_job_is_retried(monkeypatch):
+    """A result frame that is not JSON (read as {}) must not crash the trainer: the worker is replaced and its
+    unanswered jobs run again."""
+    from azr.executor import sandbox
+
+    real = sandbox._Worker.drain
+    corrupted = []
+
+    def drain_once_corrupt(self):
+        msgs = real(self)
+        if msgs and not corrupted:
+            corrupted.append(True)
+            return [{}]
+        return msgs
+
+    monkeypatch.setattr(sandbox._Worker, "drain", drain_once_corrupt)
+    with SandboxPool(SandboxConfig(workers=1, timeout_s=5)) as p:
+        first = p.worker_pids()
+        results = p.run_many([Job(IDENTITY, f"f({i})") for i in range(3)])
+        assert [r.value for r in results] == ["0", "1", "2"]
+        assert corrupted and p.worker_pids() != first
+
+
+def test_a_task_cannot_import_the_sandbox_framing(pool):
+    res = pool.run(Job("import _frames\ndef f(x):\n    return _frames.os.getpid()", "f(0)"))
+    assert res.status is not Status.OK

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from azr.config import ConfigError
 from azr.eval.stats import discordant, mcnemar_exact, mean_pass_at_k
 from azr.eval.suite import DEFAULT_STYLE, EvalDataError, EvalItem, PromptStyle, Suite, load_items
 
@@ -276,8 +277,9 @@ def load_suite_items(suites: Sequence[str], data: Sequence[str], limit: int | No
     from azr.eval.cruxeval import in_split
 
     unknown = [s for s in suites if s not in SUITES]
-    if unknown:
-        raise EvalDataError(f"unknown suite(s) {unknown}; choose from {', '.join(SUITES)}")
+    if not suites or unknown:  # a usage error (exit 2), found before any model loads
+        what = f"unknown suite(s) {', '.join(unknown)}" if unknown else "--suite is empty"
+        raise ConfigError(f"bad eval config: {what}; choose from {', '.join(SUITES)}")
     sources = resolve_data(suites, data)
     if split == "all":
         return {s: load_items(SUITES[s], sources[s], limit) for s in suites}

@@ -3,15 +3,12 @@
 from azr.executor.checkers import (
     AbductionCheck,
     InductionCheck,
-    call_expr,
     check_abduction_many,
     check_deduction,
     check_deduction_many,
     check_induction_many,
-    parse_args,
-    parse_literal,
-    values_equal,
 )
+from azr.executor.literals import call_expr, parse_args, parse_literal, values_equal
 from azr.executor.sandbox import ExecResult, Job, SandboxConfig, SandboxInfo, SandboxPool, Status
 from azr.executor.validate import InvalidReason, Validation, static_check, validate, validate_many
 

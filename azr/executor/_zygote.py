@@ -32,7 +32,7 @@ isolated run is the one reported. (A hostile job could even write results for th
 a forged value still counts only if it equals that job's first-run value, which the runner never
 sees.) A runner is replaced when it fails, and retired after a few hundred jobs.
 
-Protocol: a frame is a 4-byte big-endian length followed by UTF-8 JSON.
+Protocol: a frame is a 4-byte big-endian length followed by UTF-8 JSON (``_frames.py``, shared with the pool).
   request:  {"jobs": [{"id", "code", "call", "timeout_s", "repeat", "varied"}, ...]}
   response: one frame per job, {"id", "status", "value": [repr per run] | null, "error", "stdout",
             "stderr", "duration_s"}; the repeat runs' values come first, then the varied runs'.
@@ -52,10 +52,11 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import sys
 import time
 import warnings
+
+from _frames import encode, read_available, read_frame, split_frames, write_all, write_frame
 
 # Modules a task may import. They are imported here, before any fork, so that `import x`
 # inside the chroot finds them in sys.modules; everything else fails with ImportError there.
@@ -68,42 +69,9 @@ PRELOAD = (
 # Codecs are imported lazily by str.encode/bytes.decode, so warm the ones tasks use.
 # All of them: a CRUXEval task asks for shift_jis.
 
-_HDR = struct.Struct(">I")
 _MAX_RESULT_BYTES = 4 << 20
 _RESULT_KEYS = ("status", "value", "error", "stdout", "stderr")
 _CHILD_STATUSES = ("ok", "error", "memory", "banned")
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def _write_frame(fd: int, obj: dict) -> None:
-    data = json.dumps(obj).encode()
-    view = memoryview(_HDR.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _split_frames(buf: bytearray) -> list[dict]:
-    """Complete frames at the start of `buf`, removed from it; a frame that is not JSON is skipped."""
-    out = []
-    while len(buf) >= _HDR.size:
-        n = _HDR.unpack_from(buf)[0]
-        if len(buf) < _HDR.size + n:
-            break
-        try:
-            out.append(json.loads(bytes(buf[_HDR.size:_HDR.size + n]).decode()))
-        except (ValueError, UnicodeDecodeError):
-            out.append({})
-        del buf[:_HDR.size + n]
-    return out
 
 
 class _CappedWriter:
@@ -249,14 +217,12 @@ def _report(status: str, values: list | None, error: str, flush: bool = True) ->
     """Send the running job's result (its id, output and pipe are in _RUNNING), with any held back before it;
     flush=False holds it back (a runner sends a batch's results together, so the primary wakes once)."""
     run = _RUNNING
-    data = json.dumps({"id": run[1], "status": status, "value": values, "error": error,
-                       "stdout": run[2].getvalue(), "stderr": run[3].getvalue()}).encode()
-    run[5].append(_HDR.pack(len(data)) + data)
+    run[5].append(encode({"id": run[1], "status": status, "value": values, "error": error,
+                          "stdout": run[2].getvalue(), "stderr": run[3].getvalue()}))
     if flush:
-        view = memoryview(b"".join(run[5]))
+        data = b"".join(run[5])
         run[5].clear()
-        while view:
-            view = view[os.write(run[0], view):]
+        write_all(run[0], data)
 
 
 def _deny(what: str) -> None:
@@ -282,11 +248,9 @@ def _child_main(cfg: dict, workdir: str, devnull: int, wfd: int, jobs: list[dict
         cap, max_chars = cfg["output_cap"], cfg["max_value_chars"]
         while True:
             if rfd is not None:
-                hdr = _read_exact(rfd, _HDR.size)
-                body = _read_exact(rfd, _HDR.unpack(hdr)[0]) if hdr else None
-                if body is None:
+                request = read_frame(rfd)
+                if request is None:
                     break
-                request = json.loads(body)
                 jobs, shift_seed = request["jobs"], request["shift_seed"]
             held = time.perf_counter()
             for k, job in enumerate(jobs):
@@ -371,7 +335,7 @@ class _ChildProcess:
 
     def send(self, jobs: list[dict], shift_seed: int) -> bool:
         try:
-            _write_frame(self.job_w, {"jobs": jobs, "shift_seed": shift_seed})
+            write_frame(self.job_w, {"jobs": jobs, "shift_seed": shift_seed})
             return True
         except OSError:  # the child is gone
             return False
@@ -392,20 +356,10 @@ class _ChildProcess:
                 break
             ready, _, _ = select.select(watch, [], [], left)
             self.exited = self.exited or (self.pidfd is not None and self.pidfd in ready)
-            eof = False
-            while True:  # drain what is there
-                try:
-                    chunk = os.read(self.rfd, 1 << 16)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    eof = True
-                    break
-                self.buf += chunk
-                if len(self.buf) > _MAX_RESULT_BYTES:
-                    failure = {"status": "killed", "error": "result message too large"}
-                    break
-            for msg in _split_frames(self.buf):
+            eof = read_available(self.rfd, self.buf, _MAX_RESULT_BYTES)
+            if len(self.buf) > _MAX_RESULT_BYTES:
+                failure = {"status": "killed", "error": "result message too large"}
+            for msg in split_frames(self.buf):
                 results.append(msg)
                 started = time.perf_counter()
             if (eof or self.exited) and failure is None and len(results) < len(jobs):
@@ -577,7 +531,7 @@ class _Twin:
 
     def _read(self, n: int, deadline: float) -> list[dict] | None:
         """The next `n` frames, or None if the twin dies or the deadline passes first."""
-        frames = _split_frames(self.buf)
+        frames = split_frames(self.buf)
         fd = self.sock.fileno()
         while len(frames) < n:
             left = deadline - time.monotonic()
@@ -587,13 +541,13 @@ class _Twin:
             if not chunk:
                 return None
             self.buf += chunk
-            frames += _split_frames(self.buf)
+            frames += split_frames(self.buf)
         return frames
 
     def _new_runner(self) -> _ChildProcess | None:
         """Ask the twin for a runner: its pid comes back with its job and result pipes attached."""
         try:
-            _write_frame(self.sock.fileno(), {"op": "runner"})
+            write_frame(self.sock.fileno(), {"op": "runner"})
             if not select.select([self.sock], [], [], 60)[0]:
                 return None
             data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 2)
@@ -637,7 +591,7 @@ class _Twin:
         if isolated:  # a fresh child each, in the twin; its own per-job limits end them in time
             budget = sum(float(j["timeout_s"]) * j["repeat"] for j in jobs) + 5.0 * len(jobs) + 10.0
             try:
-                _write_frame(self.sock.fileno(), {"op": "isolated", "jobs": jobs})
+                write_frame(self.sock.fileno(), {"op": "isolated", "jobs": jobs})
                 frames = self._read(len(jobs), time.monotonic() + budget)
             except OSError:
                 frames = None
@@ -664,20 +618,17 @@ def _serve_twin(cfg: dict, workdir: str, devnull: int) -> None:
     sock = socket.socket(fileno=0)
     runner: int | None = None
     while True:
-        hdr = _read_exact(0, _HDR.size)
-        body = _read_exact(0, _HDR.unpack(hdr)[0]) if hdr else None
-        if body is None:
+        request = read_frame(0)
+        if request is None:
             break
-        request = json.loads(body)
         if request["op"] == "isolated":
             for job in request["jobs"]:
-                _write_frame(1, _fork_child([job], cfg, workdir, devnull, _random_seed())[0])
+                write_frame(1, _fork_child([job], cfg, workdir, devnull, _random_seed())[0])
             continue
         if runner is not None:
             _reap(runner, workdir, cfg)  # the primary has killed it or let it go
         child = _ChildProcess.fork(cfg, workdir, devnull, cpu_s=_Twin.RUNNER_CPU_S)
-        data = json.dumps({"pid": child.pid}).encode()
-        socket.send_fds(sock, [_HDR.pack(len(data)) + data], [child.job_w, child.rfd])
+        socket.send_fds(sock, [encode({"pid": child.pid})], [child.job_w, child.rfd])
         for fd in (child.job_w, child.rfd, child.pidfd):
             if fd is not None:
                 os.close(fd)
@@ -719,8 +670,9 @@ def _with_varied_runs(jobs: list[dict], results: list[dict], twin: _Twin) -> Non
 def _drop_banned_modules(banned: list[str]) -> None:
     """Take the banned modules out of sys.modules (this process keeps its own references), so that importing one
     in a child, by any route, is a real import and raises the audit event the hook judges. `__main__` (this
-    script, whose globals hold the hook's state) goes too: a task cannot import it."""
-    for name in [m for m in sys.modules if m.partition(".")[0] in banned or m == "__main__"]:
+    script, whose globals hold the hook's state) goes too, and so does `_frames` (its pipe framing, which holds
+    `os`): a task can import neither."""
+    for name in [m for m in sys.modules if m.partition(".")[0] in banned or m in ("__main__", "_frames")]:
         del sys.modules[name]
 
 
@@ -754,27 +706,24 @@ def main() -> None:
     gc.freeze()  # keep the forked children from copying pages the collector would touch
     if cfg["role"] == "twin":  # its socket to the primary is fd 0; replies go out on it too
         os.dup2(0, 1)
-        _write_frame(1, {"ready": True, "pid": os.getpid()})
+        write_frame(1, {"ready": True, "pid": os.getpid()})
         _serve_twin(cfg, workdir, devnull)
         shutil.rmtree(workdir, ignore_errors=True)
         return
     twin = _Twin(cfg)
     fin, fout = 0, os.dup(1)
     os.dup2(devnull, 1)  # stray prints in this process must not corrupt the protocol
-    _write_frame(fout, {"ready": True, "pid": os.getpid()})
+    write_frame(fout, {"ready": True, "pid": os.getpid()})
     try:
         while True:
-            hdr = _read_exact(fin, _HDR.size)
-            if hdr is None:
+            request = read_frame(fin)
+            if request is None:
                 break
-            body = _read_exact(fin, _HDR.unpack(hdr)[0])
-            if body is None:
-                break
-            jobs = json.loads(body)["jobs"]
+            jobs = request["jobs"]
             results = [_run_job({**job, "repeat": job.get("repeat", 1)}, cfg, workdir, devnull) for job in jobs]
             _with_varied_runs(jobs, results, twin)
             for res in results:
-                _write_frame(fout, res)
+                write_frame(fout, res)
             _reap_orphans()
     finally:
         twin.stop()

@@ -13,6 +13,8 @@ Events are CPython's audit events (https://docs.python.org/3/library/audit_event
 
 from __future__ import annotations
 
+import ast
+
 # SPEC §3: the reference list, then ours. `posix`, `_posixsubprocess`, `_socket` and `_ctypes` are the C
 # modules behind os, subprocess, socket and ctypes: importing them reaches the same capabilities.
 BANNED_MODULES = frozenset(
@@ -47,3 +49,30 @@ TASK_BANNED_EVENTS = frozenset({
 })
 """Audit events banned when the task's own code raises them. The standard library raises them too, legitimately
 (namedtuple and dataclasses compile their methods with exec), so the hook looks at the frame that raised them."""
+
+
+def banned_usage(tree: ast.AST) -> str | None:
+    """The first banned import, attribute or unbound banned name in `tree` (a static check: blind to a
+    capability spelled without its name, which the audit hook catches); None when there is none."""
+    bound: set[str] = set()
+    used: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in BANNED_MODULES:
+                    return f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom):
+            if (node.module or "").split(".")[0] in BANNED_MODULES:
+                return f"from {node.module} import ..."
+        elif isinstance(node, ast.Attribute) and node.attr in BANNED_ATTRIBUTES:
+            return f"attribute {node.attr}"
+        elif isinstance(node, ast.Name):
+            (bound.add if isinstance(node.ctx, (ast.Store, ast.Del)) else used.append)(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+    for name in used:
+        if (name in BANNED_NAMES or name in BANNED_MODULES) and name not in bound:
+            return f"name {name}"
+    return None

@@ -1,92 +1,25 @@
-"""Literal values across the sandbox boundary, and the answer checkers of the three task types.
+"""The answer checkers of the three task types (SPEC §1 step 4).
 
-Values travel as ``repr`` text and are read back with ``ast.literal_eval`` (never ``eval``);
-equality is Python ``==`` on the parsed values (SPEC §3). Inputs are argument lists written
-the CRUXEval way: ``"(1, ), (1, ), (1, 2)"`` is a call with three arguments.
-
-Checkers (SPEC §1 step 4):
   * deduction: predicted output == gold output, as values. A literal answer is compared without
     execution; any other expression (``[1] * 3``) is evaluated in the sandbox *without* the task's
     program, so ``f(...)`` cannot stand in for the answer, and its value is compared;
   * abduction: ``f(predicted_input)`` == gold output, executed in the sandbox; the argument list may
     hold expressions and keyword arguments (``x=[1, 2]``), judged by what the call returns;
   * induction: the predicted program reproduces every held-out output, executed in the sandbox.
-The sandbox-backed checkers take batches, so that one training step is one ``run_many``.
+The sandbox-backed checkers take batches, so that one training step is one ``run_many``. Values are
+compared as parsed literals (``literals.py``).
 """
 
 from __future__ import annotations
 
 import ast
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
+from azr.executor.bans import banned_usage
+from azr.executor.literals import (MAX_LITERAL_CHARS, PARSE_ERRORS, call_expr, input_ok, parse_args, parse_literal,
+                                   values_equal)
 from azr.executor.sandbox import Job, SandboxPool
-
-_PARSE_ERRORS = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, AttributeError)
-MAX_LITERAL_CHARS = 100_000
-
-
-class Parsed(NamedTuple):
-    ok: bool
-    value: Any = None
-
-
-def parse_literal(text: str | None) -> Parsed:
-    """Parse one Python literal; ``Parsed(False)`` for anything that is not a literal."""
-    if text is None or len(text) > MAX_LITERAL_CHARS:
-        return Parsed(False)
-    try:
-        return Parsed(True, ast.literal_eval(text.strip()))
-    except _PARSE_ERRORS:
-        return Parsed(False)
-
-
-def parse_args(text: str | None) -> Parsed:
-    """Parse a call's argument list (``"1, 'a'"`` or ``"(1, ), (1, 2)"``) into a tuple of values."""
-    node = _call_node(text)
-    if node is None or node.keywords:
-        return Parsed(False)
-    try:
-        return Parsed(True, tuple(ast.literal_eval(a) for a in node.args))
-    except _PARSE_ERRORS:
-        return Parsed(False)
-
-
-def _call_node(text: str | None) -> ast.Call | None:
-    if text is None or len(text) > MAX_LITERAL_CHARS:
-        return None
-    try:
-        node = ast.parse(call_expr(text), mode="eval").body
-    except _PARSE_ERRORS:
-        return None
-    return node if isinstance(node, ast.Call) else None
-
-
-def input_ok(text: str | None, literal_only: bool = True) -> bool:
-    """Is `text` an acceptable argument list? Literal values only (the training rule), or, with
-    ``literal_only=False``, any argument expressions that pass the static ban list (CRUXEval's
-    reference semantics: a few of its inputs are expressions such as ``'a' * 20``)."""
-    if literal_only:
-        return parse_args(text).ok
-    from azr.executor.validate import banned_usage
-
-    node = _call_node(text)
-    return node is not None and banned_usage(node) is None
-
-
-def call_expr(args_text: str) -> str:
-    """The call the sandbox evaluates for an input: ``f(<args>)``."""
-    return f"f({args_text.strip()}\n)"
-
-
-def values_equal(a: str | None, b: str | None) -> bool:
-    """True iff both texts are literals and their values are ``==``."""
-    pa, pb = parse_literal(a), parse_literal(b)
-    if not (pa.ok and pb.ok):
-        return False
-    try:
-        return bool(pa.value == pb.value)
-    except _PARSE_ERRORS:
-        return False
+from azr.executor.validate import static_check
 
 
 def check_deduction(predicted_output: str | None, gold_output: str) -> bool:
@@ -97,8 +30,6 @@ def check_deduction(predicted_output: str | None, gold_output: str) -> bool:
 def check_deduction_many(pool: SandboxPool, predicted: Sequence[str | None], gold: Sequence[str]) -> list[bool]:
     """Deduction for a batch: literals compared directly, other expressions that pass the static ban
     list evaluated in the sandbox (one ``run_many``), with no program defined; the rest are wrong."""
-    from azr.executor.validate import banned_usage
-
     verdict = [check_deduction(p, g) for p, g in zip(predicted, gold, strict=True)]
     runnable = []
     for i, p in enumerate(predicted):
@@ -106,7 +37,7 @@ def check_deduction_many(pool: SandboxPool, predicted: Sequence[str | None], gol
             continue
         try:
             tree = ast.parse(p.strip(), mode="eval")
-        except _PARSE_ERRORS:
+        except PARSE_ERRORS:
             continue
         if banned_usage(tree) is None:
             runnable.append(i)
@@ -142,8 +73,6 @@ def check_abduction_many(pool: SandboxPool, items: Sequence[AbductionCheck], lit
 def check_induction_many(pool: SandboxPool, items: Sequence[InductionCheck]) -> list[bool]:
     """Induction: the predicted program passes the static checks and reproduces every held-out
     output. All programs' runs go to the pool as one batch."""
-    from azr.executor.validate import static_check
-
     jobs, owner = [], []
     for i, it in enumerate(items):
         if it.program is None or not it.inputs or static_check(it.program) is not None:

@@ -2,7 +2,7 @@
 
 ``SandboxPool.run_many(jobs)`` runs each :class:`Job` (a program plus a call expression such
 as ``f(1, 2)``) and returns one :class:`ExecResult` per job, in order. Values come back as
-``repr`` text; callers parse them with ``ast.literal_eval`` (see ``checkers.parse_literal``).
+``repr`` text; callers parse them with ``ast.literal_eval`` (see ``literals.parse_literal``).
 
 How a job runs. The pool keeps a few long-lived worker processes ("zygotes", ``_zygote.py``).
 Each worker forks one fresh child per job; the child jails itself before it compiles the
@@ -57,7 +57,6 @@ import json
 import os
 import selectors
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -70,9 +69,9 @@ from pathlib import Path
 from typing import Sequence
 
 from azr.executor import bans
+from azr.executor._frames import encode, read_available, split_frames
 
 _ZYGOTE = str(Path(__file__).with_name("_zygote.py"))
-_HDR = struct.Struct(">I")
 
 
 class Status(StrEnum):
@@ -264,8 +263,7 @@ class _Worker:
         return False
 
     def send(self, jobs: list[dict]) -> None:
-        data = json.dumps({"jobs": jobs}).encode()
-        self.proc.stdin.write(_HDR.pack(len(data)) + data)
+        self.proc.stdin.write(encode({"jobs": jobs}))
         self.proc.stdin.flush()
 
     def read_frames(self, timeout: float = 0.0) -> list[dict] | None:
@@ -280,23 +278,10 @@ class _Worker:
         return self.drain()
 
     def drain(self) -> list[dict] | None:
-        eof = False
-        while True:
-            try:
-                chunk = os.read(self.out_fd, 1 << 20)
-            except BlockingIOError:
-                break
-            if not chunk:
-                eof = True
-                break
-            self.buf += chunk
-        msgs = []
-        while len(self.buf) >= _HDR.size:
-            n = _HDR.unpack_from(self.buf)[0]
-            if len(self.buf) < _HDR.size + n:
-                break
-            msgs.append(json.loads(self.buf[_HDR.size:_HDR.size + n]))
-            del self.buf[:_HDR.size + n]
+        """The frames that arrived; None when the worker has closed its end and sent nothing more. A frame that
+        is not JSON comes back as ``{}``."""
+        eof = read_available(self.out_fd, self.buf)
+        msgs = split_frames(self.buf)
         return None if eof and not msgs else msgs
 
     def kill(self) -> None:
@@ -425,18 +410,22 @@ class SandboxPool:
                     i = key.data
                     w = self._workers[i]
                     msgs = w.drain()
-                    if msgs is None:
-                        sel.unregister(w.out_fd)
-                        active.discard(i)
-                        self._worker_lost(i, pending, results, attempts)
-                        continue
-                    for m in msgs:
+                    # A frame that is not the next job's result (out of order, or not JSON) means the worker's
+                    # state is unknown: it is handled as a lost worker, whose unanswered jobs are retried once.
+                    lost = msgs is None
+                    for m in msgs or []:
+                        if not w.inflight or m.get("id") != w.inflight[0]:
+                            lost = True
+                            break
                         k = w.inflight.popleft()
-                        assert m["id"] == k, "sandbox protocol out of order"
                         values = tuple(m["value"]) if m["value"] is not None else None
                         results[k] = ExecResult(Status(m["status"]), values, m["error"], m["stdout"],
                                                 m["stderr"], m["duration_s"])
-                    if not w.inflight:
+                    if lost:
+                        sel.unregister(w.out_fd)
+                        active.discard(i)
+                        self._worker_lost(i, pending, results, attempts)
+                    elif not w.inflight:
                         sel.unregister(w.out_fd)
                         active.discard(i)
                 now = time.monotonic()

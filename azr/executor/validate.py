@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Sequence
 
-from azr.executor.bans import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
-from azr.executor.checkers import call_expr, input_ok, parse_literal
+from azr.executor.bans import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES, banned_usage
+from azr.executor.literals import call_expr, input_ok, parse_literal
 from azr.executor.sandbox import Job, SandboxPool, Status
 
 __all__ = ["BANNED_ATTRIBUTES", "BANNED_MODULES", "BANNED_NAMES", "InvalidReason", "Validation", "banned_usage",
@@ -67,31 +67,6 @@ _STATUS_REASON = {
     Status.KILLED: InvalidReason.CRASHED,
     Status.BANNED: InvalidReason.BANNED,
 }
-
-
-def banned_usage(tree: ast.AST) -> str | None:
-    bound: set[str] = set()
-    used: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] in BANNED_MODULES:
-                    return f"import {alias.name}"
-        elif isinstance(node, ast.ImportFrom):
-            if (node.module or "").split(".")[0] in BANNED_MODULES:
-                return f"from {node.module} import ..."
-        elif isinstance(node, ast.Attribute) and node.attr in BANNED_ATTRIBUTES:
-            return f"attribute {node.attr}"
-        elif isinstance(node, ast.Name):
-            (bound.add if isinstance(node.ctx, (ast.Store, ast.Del)) else used.append)(node.id)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-    for name in used:
-        if (name in BANNED_NAMES or name in BANNED_MODULES) and name not in bound:
-            return f"name {name}"
-    return None
 
 
 def static_check(program: str) -> tuple[InvalidReason, str] | None:
