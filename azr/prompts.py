@@ -9,7 +9,7 @@ numbers are drawn from the task shown (same task, same prompt): a fixed one is a
 a fixed input `1, 3`, the untrained Qwen-0.5B answered `1, 3` on 53 of the 200 CRUXEval-I dev
 items and after 10 self-play steps on 105 (a well-formed wrong answer, -0.5, beats a format error,
 -1, within a group). A form with placeholders instead was copied too ("the output of f") and
-halved CRUXEval-O (benchmarks/README.md, issue 16). The proposer is told
+halved CRUXEval-O (docs/RESULTS.md, "How the cpu recipe was chosen"). The proposer is told
 every rule validation enforces, the banned names read from validation's own lists.
 
 Every program, input, output and message is rendered by the same ``render_*`` functions in
@@ -23,7 +23,7 @@ import random
 import zlib
 from typing import Sequence
 
-from azr.executor.validate import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
+from azr.executor.bans import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
 
 FENCE = "```"
 

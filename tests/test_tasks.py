@@ -278,7 +278,7 @@ def test_answer_scoring_matches_the_reference(sandbox, mod, task, response, rewa
 
 
 def test_propose_prompts_state_every_validation_rule_and_each_reference_output():
-    from azr.executor.validate import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
+    from azr.executor.bans import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES
 
     refs = [Task(TaskType.DEDUCTION, f"def f(x):\n    return x * {k}", (str(k),), (str(k * k),)) for k in (3, 5)]
     for mod in (deduction, abduction):

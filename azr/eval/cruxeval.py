@@ -19,12 +19,12 @@ import ast
 import functools
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from azr.eval.suite import EvalItem, PromptStyle
-from azr.executor import SandboxPool, check_abduction_many, parse_literal, values_equal
-from azr.executor.checkers import AbductionCheck
+from azr.executor import AbductionCheck, SandboxPool, check_abduction_many, parse_literal, values_equal
 from azr.records import FormatError, Task, TaskType
 from azr.tasks import TASK_TYPES
 
@@ -135,57 +135,55 @@ def native_input(response: str) -> str | None:
     return ", ".join(ast.unparse(a) for a in call.args)
 
 
-class CruxEvalO:
-    data_format = DATA_FORMAT
-    default_data = staticmethod(_default_data)
-    name = "cruxeval-o"
-    required_fields = ("code", "input", "output")
-    max_new_tokens = 192
+def _score_output(pool: SandboxPool, items: Sequence[EvalItem], answers: Sequence[str | None]) -> list[bool]:
+    """CRUXEval-O: output answers are literals, so comparing values needs no execution."""
+    return [a is not None and values_equal(a, it.output) for it, a in zip(items, answers, strict=True)]
 
-    item = staticmethod(_item)
+
+def _score_input(pool: SandboxPool, items: Sequence[EvalItem], answers: Sequence[str | None]) -> list[bool]:
+    """CRUXEval-I: the reference scorer executes f(answer); CRUXEval's own inputs include expressions such as
+    'a' * 20, so argument expressions are allowed (still under the static ban list)."""
+    checks = [AbductionCheck(it.program, a, it.output) for it, a in zip(items, answers, strict=True)]
+    return check_abduction_many(pool, checks, literal_only=False)
+
+
+@dataclass(frozen=True)
+class CruxEval:
+    """One CRUXEval suite: -O asks for the output (in the azr style, a deduction task), -I for an input (an
+    abduction task). The two differ only in the fields below."""
+
+    name: str
+    task_type: TaskType
+    """The self-play task type whose solver prompt and answer parsing the ``azr`` style uses."""
+    native_template: str
+    """The native prompt; ``{code}``, ``{input}`` and ``{output}`` are filled from the item."""
+    native_answer: Callable[[str], str | None]
+    """The answer in a native-style reply (``native_output`` / ``native_input``)."""
+    scorer: Callable[[SandboxPool, Sequence[EvalItem], Sequence[str | None]], list[bool]]
+    data_format: str = DATA_FORMAT
+    required_fields: tuple[str, ...] = ("code", "input", "output")
+    max_new_tokens: int = 192
+
+    def default_data(self) -> str:
+        return _default_data()
+
+    def item(self, row: dict, index: int) -> EvalItem:
+        return _item(row, index)
 
     def prompt(self, item: EvalItem, style: PromptStyle) -> str:
         if style == "native":
-            return NATIVE_O.format(code=item.program, input=item.input)
-        return TASK_TYPES[TaskType.DEDUCTION].solve_prompt(_task(item, TaskType.DEDUCTION))
+            return self.native_template.format(code=item.program, input=item.input, output=item.output)
+        return TASK_TYPES[self.task_type].solve_prompt(_task(item, self.task_type))
 
     def extract(self, response: str, style: PromptStyle) -> str | None:
         if style == "native":
-            return native_output(response)
-        answer = TASK_TYPES[TaskType.DEDUCTION].parse_answer(response)
+            return self.native_answer(response)
+        answer = TASK_TYPES[self.task_type].parse_answer(response)
         return None if isinstance(answer, FormatError) else answer
 
     def score(self, pool: SandboxPool, items: Sequence[EvalItem], answers: Sequence[str | None]) -> list[bool]:
-        # Output answers are literals: comparing values needs no execution.
-        return [a is not None and values_equal(a, it.output) for it, a in zip(items, answers, strict=True)]
+        return self.scorer(pool, items, answers)
 
 
-class CruxEvalI:
-    data_format = DATA_FORMAT
-    default_data = staticmethod(_default_data)
-    name = "cruxeval-i"
-    required_fields = ("code", "input", "output")
-    max_new_tokens = 192
-
-    item = staticmethod(_item)
-
-    def prompt(self, item: EvalItem, style: PromptStyle) -> str:
-        if style == "native":
-            return NATIVE_I.format(code=item.program, output=item.output)
-        return TASK_TYPES[TaskType.ABDUCTION].solve_prompt(_task(item, TaskType.ABDUCTION))
-
-    def extract(self, response: str, style: PromptStyle) -> str | None:
-        if style == "native":
-            return native_input(response)
-        answer = TASK_TYPES[TaskType.ABDUCTION].parse_answer(response)
-        return None if isinstance(answer, FormatError) else answer
-
-    def score(self, pool: SandboxPool, items: Sequence[EvalItem], answers: Sequence[str | None]) -> list[bool]:
-        # The reference scorer executes f(answer); CRUXEval's own inputs include expressions
-        # such as 'a' * 20, so argument expressions are allowed (still under the static ban list).
-        checks = [AbductionCheck(it.program, a, it.output) for it, a in zip(items, answers, strict=True)]
-        return check_abduction_many(pool, checks, literal_only=False)
-
-
-CRUXEVAL_O = CruxEvalO()
-CRUXEVAL_I = CruxEvalI()
+CRUXEVAL_O = CruxEval("cruxeval-o", TaskType.DEDUCTION, NATIVE_O, native_output, _score_output)
+CRUXEVAL_I = CruxEval("cruxeval-i", TaskType.ABDUCTION, NATIVE_I, native_input, _score_input)

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Sequence
 
-from azr.executor.bans import BANNED_ATTRIBUTES, BANNED_MODULES, BANNED_NAMES, banned_usage
+from azr.executor.bans import banned_usage
 from azr.executor.literals import call_expr, input_ok, parse_literal
 from azr.executor.sandbox import Job, SandboxPool, Status
 
-__all__ = ["BANNED_ATTRIBUTES", "BANNED_MODULES", "BANNED_NAMES", "InvalidReason", "Validation", "banned_usage",
-           "static_check", "validate", "validate_many"]
+__all__ = ["InvalidReason", "Validation", "static_check", "validate", "validate_many"]
 
 
 class InvalidReason(StrEnum):
