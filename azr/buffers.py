@@ -196,12 +196,3 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def sample_programs(buffers: Sequence[TaskBuffer], k: int, rng: random.Random) -> list[str]:
-    """k programs for induction proposals, drawn uniformly with replacement from the tasks of
-    `buffers` (the deduction and abduction buffers, SPEC §1 step 1)."""
-    pool = [t.program for b in buffers for t in b]
-    if not pool:
-        raise ValueError("no programs to sample from")
-    return rng.choices(pool, k=k)

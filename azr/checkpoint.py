@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 FORMAT_VERSION = 1
@@ -37,17 +36,23 @@ class CheckpointError(RuntimeError):
 
 @dataclass(frozen=True)
 class RngState:
+    """The run's random state: its Python RNG (every draw of a step) and torch's (sampling seeds, init)."""
+
     python: Any
-    numpy: Any
     torch: Any
 
     @classmethod
-    def capture(cls, py_rng: random.Random, np_rng: np.random.Generator) -> "RngState":
-        return cls(py_rng.getstate(), np_rng.bit_generator.state, torch.get_rng_state())
+    def capture(cls, py_rng: random.Random) -> "RngState":
+        return cls(py_rng.getstate(), torch.get_rng_state())
 
-    def restore(self, py_rng: random.Random, np_rng: np.random.Generator) -> None:
+    @classmethod
+    def from_dict(cls, d: dict) -> "RngState":
+        """The state a checkpoint saved. Older checkpoints also hold a numpy generator's state, which
+        nothing drew from; it is ignored."""
+        return cls(d["python"], d["torch"])
+
+    def restore(self, py_rng: random.Random) -> None:
         py_rng.setstate(self.python)
-        np_rng.bit_generator.state = self.numpy
         torch.set_rng_state(self.torch)
 
 

@@ -54,7 +54,8 @@ class RolloutConfig:
     """Text every solver turn starts with, e.g. `<answer>\\n` (SPEC: none; `\\n` is a newline). Its tokens are part
     of the prompt, never trained on; evaluate with the same `--response-prefix`."""
     gen_batch_size: int = 32
-    """Sequences generated together; bigger is faster on CPU up to ~32."""
+    """Sequences generated together by the `hf` backend (bigger is faster on CPU up to ~32), and the proposals of
+    one seeding round (a third of it per task type). vLLM schedules its own batches and does not read it."""
     backend: Literal["hf", "vllm"] = "hf"
     """Rollout engine: `hf` (transformers, CPU or GPU) or `vllm` (GPU only; `pip install 'azr[vllm]'`). With vllm the
     learner keeps training in transformers and its weights are copied into vLLM after every update."""
@@ -74,7 +75,7 @@ class SelfPlayConfig:
     n_induction_inputs: int = 10
     """N: inputs an induction proposal writes (SPEC: 10)."""
     seed_factor: int = 4
-    """S: seeding stops when the deduction and abduction buffers hold B*S tasks (SPEC: 4)."""
+    """S: seeding stops when every buffer holds B*S tasks besides its seed (SPEC: 4)."""
     seed_max_tries: int = 200
     """Seeding gives up after this many proposer generations per type."""
     strip_comments: bool = False
@@ -85,6 +86,11 @@ class SelfPlayConfig:
     """Train on proposer responses; off = the 'no proposer training' ablation."""
     use_references: bool = True
     """Show K reference tasks in propose prompts; off = the 'no references' ablation."""
+
+    @property
+    def seed_target(self) -> int:
+        """Tasks each buffer holds when seeding is done: B×S proposed ones plus the identity seed."""
+        return self.batch_size * self.seed_factor + 1
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,11 @@ class OptimConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
 
+    @property
+    def uses_kl(self) -> bool:
+        """Whether the loss has the KL-to-reference term, and so the run needs the frozen reference model."""
+        return self.kl_coef > 0
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -138,7 +149,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Benchmark evaluation: what `azr eval` runs, and what `azr train --eval-every N` logs."""
+    """Benchmark evaluation: what `azr eval` runs (and, with `TrainEvalConfig`, what `azr train --eval-every N`
+    logs)."""
 
     suite: str = "cruxeval-o,cruxeval-i"
     """Comma-separated suites: cruxeval-o, cruxeval-i, humaneval, math."""
@@ -169,12 +181,18 @@ class EvalConfig:
     """Prompts per generation batch."""
     seed: int = 0
     """Sampling seed."""
-    every: int = 0
-    """In `azr train`: evaluate every N steps on the first `limit` items (0 = never). Alias: --eval-every."""
 
     @property
     def suites(self) -> list[str]:
         return [s.strip() for s in self.suite.split(",") if s.strip()]
+
+
+@dataclass(frozen=True)
+class TrainEvalConfig(EvalConfig):
+    """Evaluation during `azr train`: the settings of `azr eval`, and how often."""
+
+    every: int = 0
+    """Evaluate every N steps on the first `limit` items (0 = never). Alias: --eval-every."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +222,6 @@ def finalize_eval(cfg: EvalConfig) -> EvalConfig:
         (cfg.limit is None or cfg.limit >= 1, "--limit must be >= 1"),
         (cfg.split == "all" or all(s.startswith("cruxeval") for s in cfg.suites),
          f"--split {cfg.split} exists for CRUXEval only; evaluate other suites with --split all"),
-        (cfg.every >= 0, "--eval-every must be >= 0 (0 = off)"),
         (cfg.batch_size >= 1 and cfg.max_new_tokens >= 0, "--batch-size must be >= 1 and --max-new-tokens >= 0"),
     ]
     for ok, msg in checks:
@@ -249,40 +266,27 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sandbox: SandboxConfig = field(default_factory=lambda: SandboxConfig(timeout_s=5.0))
     run: RunConfig = field(default_factory=RunConfig)
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(limit=50))
+    eval: TrainEvalConfig = field(default_factory=lambda: TrainEvalConfig(limit=50))
     dist: DistConfig = field(default_factory=DistConfig)
 
 
 def cpu() -> TrainConfig:
-    """The embedded Qwen2.5-Coder-0.5B-Instruct on 2 CPU cores; where it deviates from SPEC §1 it says why.
+    """The default recipe: the embedded Qwen2.5-Coder-0.5B-Instruct, trained on 2 CPU cores within 2 hours of step
+    time. Where it departs from SPEC §1, it is to fit that budget or to keep a 0.5B model's turns parseable; the
+    runs behind each choice are in docs/RESULTS.md ("How the cpu recipe was chosen").
 
-    * Solver turns start with `<answer>` (`rollout.solve_prefix`, answer-first) and are capped at 48 tokens: a
-      reasoning budget of hundreds of tokens per answer (the reference's `<think>` format, kept by the `paper`
-      preset) would multiply the cost of the learnability and solve stages on 2 cores. Evaluate with
-      `--prompt-style azr --response-prefix '<answer>\n'` to measure what it trains.
-    * Proposer turns start with `<answer>` too (`rollout.propose_prefix`), within a 128-token cap: thinking first,
-      Qwen-0.5B spent the budget on prose ("Let's write…", "I'm sorry…") and closed few answers. Measured with
-      the same 30 seeding generations per type, seeding found 13 new valid tasks without the prefix (4 deduction,
-      6 abduction, 3 induction) and 23 with it (11, 9, 3).
-    * lr 1e-6, the SPEC value. With the earlier 1e-5 (carried over from SmolLM2) the proposer fell apart within
-      two updates: format-valid proposals went 2/12 → 0/12 → 0/12 over steps 1-3, all drifting to a bare code
-      block with no answer tags (likely the solver's short answer-first updates moving the shared weights:
-      AdamW's first steps move every weight by ~lr). The prefix and this lr were changed together, one run
-      each, so their effects are not separated (benchmarks/README.md has both runs).
-    * B=4 per type and role, n=4 (SPEC: 64, 8), 15 steps: on a 2-core AVX2 host a B=4 step takes 5.5-8 minutes
-      (B=8: 20-35); the seed-0 run's 15 steps took 110.5 minutes, inside the 2-hour budget of issue 16
-      (seed 1: 124.5, of which three steps shared the 2 cores with a CI run; its other 12 averaged 430 s).
-      Its step-15 checkpoint beat its step-8 one on the CRUXEval dev split (O 0.255 -> 0.275, I 0.245 -> 0.275), so
-      the recipe runs all 15 (chosen on dev only). One PPO mini-batch (SPEC/paper: 3), since each
-      optimizer step of a 0.5B model costs minutes here. Temperature 0.7 (SPEC: 1.0) is carried over from the
-      SmolLM2 recipe, not re-tuned for Qwen.
-    * micro_batch 4: the learner keeps fp32 weights, gradients and AdamW states (~10 GB for 0.5B) and the
-      activations of a micro-batch; at 8 sequences a step peaked at 21.2 GiB RSS (benchmarks/README.md). At 4,
-      in bf16 on an AVX512-BF16 host, the backward pass still peaked at 21-23 GiB and crept up from step to
-      step; one run was OOM-killed at 24 GiB at step 11. Below 32 GiB of RAM, see benchmarks/README.md
-      ("Memory") for what `--optim.micro-batch 2` and `--model.gradient-checkpointing` save.
-    * Seeding is capped at 30 generations per type (~8 minutes here; see the prefix above for what it finds);
-      the step loop fills short batches from the buffers.
+    * Answer-first turns: solver and proposer turns start with `<answer>` (SPEC: `<think>` first; the `paper`
+      preset keeps it), capped at 48 and 128 tokens. Hundreds of reasoning tokens per answer would multiply the
+      cost of the learnability and solve stages on 2 cores, and thinking first, the 0.5B proposer spent its budget
+      on prose and closed few answers. `--prompt-style azr --response-prefix '<answer>\n'` evaluates in this format.
+    * B=4 per type and role, n=4, 15 steps, one PPO mini-batch (SPEC: B=64, n=8, 3 mini-batches): what fits the
+      budget, at 1.5-3 minutes a step in bf16 (AVX512-BF16 hosts) and 5.5-8 in fp32 (AVX2 hosts).
+    * lr 1e-6, the SPEC value: ten times that broke the proposer's answer format within two updates.
+    * Temperature 0.7 (SPEC: 1.0), carried over from an earlier recipe and not re-tuned.
+    * micro_batch 4: the learner keeps fp32 weights, gradients and AdamW states (~10 GB for 0.5B) besides a
+      micro-batch's activations, and the update's peak RSS reaches 20-23 GiB in bf16. Below 32 GiB of RAM add
+      `--model.gradient-checkpointing`.
+    * Seeding stops after 30 generations per type; the step loop tops short batches up from the buffers.
     """
     return TrainConfig(
         rollout=RolloutConfig(max_new_tokens_propose=128, max_new_tokens_solve=48, temperature=0.7,
@@ -290,7 +294,7 @@ def cpu() -> TrainConfig:
         selfplay=SelfPlayConfig(batch_size=4, n_mc=4, seed_max_tries=30),
         optim=OptimConfig(lr=1e-6, micro_batch=4),
         run=RunConfig(name="azr-cpu", steps=15),
-        eval=EvalConfig(limit=50, split="dev", prompt_style="azr", response_prefix="<answer>\n"),
+        eval=TrainEvalConfig(limit=50, split="dev", prompt_style="azr", response_prefix="<answer>\n"),
     )
 
 
@@ -359,6 +363,7 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         (op.mini_batches >= 1, "optim.mini_batches must be >= 1 (1 = one optimizer step per self-play step)"),
         (op.kl_coef >= 0 and op.entropy_coef >= 0, "optim.kl_coef and entropy_coef must be >= 0"),
         (run.steps >= 0 and run.save_every >= 1, "run.steps must be >= 0 and run.save_every >= 1"),
+        (cfg.eval.every >= 0, "--eval-every must be >= 0 (0 = off)"),
         (cfg.model.lora_rank >= 0, "model.lora_rank must be >= 0 (0 = full fine-tuning)"),
         (cfg.model.device in ("cpu", "cuda") or cfg.model.device.startswith("cuda:"),
          f"model.device {cfg.model.device!r} is not cpu or cuda[:N]"),
@@ -413,6 +418,6 @@ def from_dict(d: dict) -> TrainConfig:
         model=ModelConfig(**d["model"]), rollout=RolloutConfig(**d["rollout"]),
         selfplay=SelfPlayConfig(**d["selfplay"]), optim=OptimConfig(**d["optim"]),
         sandbox=SandboxConfig(**d["sandbox"]), run=RunConfig(**d["run"]),
-        eval=EvalConfig(**{**d.get("eval", {"limit": 50}), "data": tuple(d.get("eval", {}).get("data", ()))}),
+        eval=TrainEvalConfig(**{**d.get("eval", {"limit": 50}), "data": tuple(d.get("eval", {}).get("data", ()))}),
         dist=DistConfig(**d.get("dist", {})),
     )

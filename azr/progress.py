@@ -3,7 +3,7 @@
 rich draws a live bar only on a terminal; on anything else (``nohup … > log``, CI, a pipe) it prints the
 bar once, when the work ends, so a 40-minute evaluation leaves an empty log until its last second. On such
 a console this display also prints one plain line per task at most every ``every_s`` seconds, and one
-when the task finishes. (A notebook gets rich's own live widget, as before.)
+when the task finishes; ``note`` adds a line of the caller's (`azr train` notes each stage of a step). (A notebook gets rich's own live widget, as before.)
 """
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ class LogProgress(Progress):
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         super().advance(task_id, advance)
         self._log(task_id)
+
+    def note(self, task_id: TaskID, description: str, line: str) -> None:
+        """Show `description` on the task's bar and, when the console is not a terminal (where the live bar shows
+        it), print `line` now. Not one of the throttled lines: it neither waits for nor delays them."""
+        super().update(task_id, description=description)
+        if not (self.disable or self.console.is_terminal or self.console.is_jupyter):
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def _log(self, task_id: TaskID) -> None:
         if self.disable or self.console.is_terminal or self.console.is_jupyter or task_id in self._done:

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field, replace
 from statistics import fmean, pstdev
 from typing import Callable, NamedTuple, Sequence
 
-import numpy as np
 import torch
 
 from azr import rewards
 from azr.advantages import assign_advantages, global_advantages, trr_advantages
-from azr.buffers import TaskBuffer, sample_programs, seed_task
+from azr.buffers import TaskBuffer, seed_task
 from azr.complexity import batch_complexity, distinct_fraction, mean_edit_distance_to_refs
 from azr.config import TrainConfig
 from azr.executor import SandboxPool
@@ -44,7 +43,7 @@ class SelfPlayState:
     step: int
     buffers: dict[TaskType, TaskBuffer]
     rng: random.Random
-    np_rng: np.random.Generator
+    """The one RNG of every draw a step makes (references, programs, splits, fills, generation seeds)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,18 @@ class Engines:
     optimizer: torch.optim.Optimizer
     cfg: TrainConfig
     reference: Policy | None = None
-    """The frozen starting policy for the KL penalty; None unless `optim.kl_coef` > 0."""
+    """The frozen starting policy for the KL penalty; None unless `optim.uses_kl`."""
+
+
+@dataclass(frozen=True)
+class Solutions:
+    """The solver's answers to a list of tasks: one entry of each field per task, in the tasks' order."""
+
+    tasks: list[Task]
+    format_ok: list[bool]
+    """Whether the answer parsed (a format error earns the format penalty)."""
+    correct: list[bool]
+    generations: list[Generation]
 
 
 class Sample(NamedTuple):
@@ -66,17 +76,31 @@ class Sample(NamedTuple):
     generation: Generation
 
 
+def _quiet(stage: str) -> None:
+    pass
+
+
 @dataclass
 class Timer:
-    """Wall time per stage, for the ``time/*`` metrics."""
+    """Wall time per stage, for the ``time/*`` metrics. ``on_stage(name)`` hears each stage as it begins (the
+    trainer's progress display)."""
 
+    on_stage: Callable[[str], None] = _quiet
     seconds: dict[str, float] = field(default_factory=dict)
+    _stage: str | None = None
     _t: float = field(default_factory=time.perf_counter)
 
-    def lap(self, stage: str) -> None:
+    def start(self, stage: str) -> None:
+        """End the running stage, if any, and begin `stage`."""
+        self.stop()
+        self._stage = stage
+        self.on_stage(stage)
+
+    def stop(self) -> None:
         now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._t
-        self._t = now
+        if self._stage is not None:
+            self.seconds[self._stage] = self.seconds.get(self._stage, 0.0) + now - self._t
+        self._stage, self._t = None, now
 
 
 # -- generation helpers ---------------------------------------------------------------------
@@ -97,10 +121,8 @@ def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[li
     for induction, a program sampled from the deduction+abduction buffers)."""
     sp = eng.cfg.selfplay
     plans = []  # (type, references, program)
-    for ttype in TASK_TYPES:
-        programs = (sample_programs([state.buffers[TaskType.DEDUCTION], state.buffers[TaskType.ABDUCTION]],
-                                    per_type, state.rng) if ttype is TaskType.INDUCTION else [None] * per_type)
-        for program in programs:
+    for ttype, module in TASK_TYPES.items():
+        for program in module.propose_programs(state.buffers, per_type, state.rng):
             # The 'no references' ablation still shows the fixed seed: the format needs an example.
             refs = (state.buffers[ttype].sample_references(sp.k_refs, state.rng) if sp.use_references
                     else [seed_task(ttype, sp.n_induction_inputs)])
@@ -128,9 +150,8 @@ def validate_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Propo
     return out  # type: ignore[return-value]
 
 
-def solve_many(eng: Engines, state: SelfPlayState, tasks: Sequence[Task]) -> tuple[list[bool], list[bool], list[Generation]]:
-    """Answer each task once: (format_ok, correct, generation) per task, generation batched
-    across all task types and checking batched per type."""
+def solve_many(eng: Engines, state: SelfPlayState, tasks: Sequence[Task]) -> Solutions:
+    """Answer each task once; generation is batched across all task types, checking per type."""
     prompts = [TASK_TYPES[t.type].solve_prompt(t) for t in tasks]
     gens = _generate(eng, prompts, eng.cfg.rollout.max_new_tokens_solve, _step_seed(state),
                      eng.cfg.rollout.solve_prefix)
@@ -140,29 +161,28 @@ def solve_many(eng: Engines, state: SelfPlayState, tasks: Sequence[Task]) -> tup
         idx = [i for i, t in enumerate(tasks) if t.type is ttype]
         for i, ok in zip(idx, module.check(eng.pool, [tasks[i] for i in idx], [answers[i] for i in idx])):
             correct[i] = ok
-    return [not isinstance(a, FormatError) for a in answers], correct, gens
+    return Solutions(list(tasks), [not isinstance(a, FormatError) for a in answers], correct, gens)
 
 
 def learnability_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal]) -> list[Proposal]:
     """SPEC §1 step 3: r̄ = mean accuracy of n Monte-Carlo solves of each valid proposal."""
     n = eng.cfg.selfplay.n_mc
     valid = [i for i, p in enumerate(proposals) if p.valid]
-    _, correct, _ = solve_many(eng, state, [proposals[i].task for i in valid for _ in range(n)])
+    correct = solve_many(eng, state, [proposals[i].task for i in valid for _ in range(n)]).correct
     out = list(proposals)
     for j, i in enumerate(valid):
         out[i] = replace(proposals[i], solve_rate=rewards.solve_rate(correct[j * n:(j + 1) * n]))
     return out
 
 
-def solve_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal]
-                ) -> tuple[list[Task], tuple[list[bool], list[bool], list[Generation]]]:
+def solve_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal]) -> Solutions:
     """SPEC §1 step 4: each type's B solve tasks are its valid proposals, topped up from its
     buffer (step 2); the solver answers each once."""
     b = eng.cfg.selfplay.batch_size
     tasks = [task for ttype in TASK_TYPES
              for task in state.buffers[ttype].fill([p.task for p in proposals if p.valid and p.type is ttype], b,
                                                    state.rng)]
-    return tasks, solve_many(eng, state, tasks)
+    return solve_many(eng, state, tasks)
 
 
 def proposal_rollout(p: Proposal) -> Rollout:
@@ -172,12 +192,12 @@ def proposal_rollout(p: Proposal) -> Rollout:
 
 
 def reward_stage(eng: Engines, proposals: Sequence[Proposal], propose_gens: Sequence[Generation],
-                 tasks: Sequence[Task], solved: tuple[list[bool], list[bool], list[Generation]]) -> list[Sample]:
+                 solved: Solutions) -> list[Sample]:
     """SPEC §1 step 5: composite rewards for proposer and solver responses."""
     samples = []
     if eng.cfg.selfplay.train_proposer:
         samples += [Sample(proposal_rollout(p), g) for p, g in zip(proposals, propose_gens)]
-    for t, fmt, ok, g in zip(tasks, *solved):
+    for t, fmt, ok, g in zip(solved.tasks, solved.format_ok, solved.correct, solved.generations):
         samples.append(Sample(Rollout(prompt=g.prompt, response=g.response, type=t.type, role=Role.SOLVE,
                                       reward=rewards.solve_reward(fmt, ok), format_ok=fmt, task=t), g))
     return samples
@@ -203,7 +223,7 @@ def update_stage(eng: Engines, batch: StepBatch, gens: Sequence[Generation]) -> 
     no gradient without an entropy bonus or KL, so their forward passes are skipped.
     """
     op = eng.cfg.optim
-    needs_all = op.entropy_coef > 0 or op.kl_coef > 0
+    needs_all = op.entropy_coef > 0 or op.uses_kl
     rows = [i for i, g in enumerate(gens) if g.response_ids]
     live = [i for i in rows if batch.rollouts[i].advantage or needs_all]
     parts = [rows[k::op.mini_batches] for k in range(op.mini_batches)]
@@ -213,7 +233,7 @@ def update_stage(eng: Engines, batch: StepBatch, gens: Sequence[Generation]) -> 
         return empty
     where = {row: j for j, row in enumerate(live)}  # batch row -> row of the no-grad passes below
     old = _score(eng.policy, live, gens, eng.cfg) if op.mini_batches > 1 else None  # (L, T)
-    ref = _score(eng.reference, live, gens, eng.cfg) if op.kl_coef > 0 and eng.reference else None  # (L, T)
+    ref = _score(eng.reference, live, gens, eng.cfg) if op.uses_kl and eng.reference else None  # (L, T)
     stats, norms = [], []
     for part in parts:
         train_rows = [i for i in part if i in where]
@@ -280,28 +300,31 @@ def grow_buffers_stage(state: SelfPlayState, proposals: Sequence[Proposal]) -> d
 
 
 # -- the step -------------------------------------------------------------------------------
-def selfplay_step(eng: Engines, state: SelfPlayState) -> tuple[dict[str, float], StepBatch]:
-    """One step of Algorithm 1. Returns the step's flat metrics and its batch (for samples)."""
-    timer = Timer()
+def selfplay_step(eng: Engines, state: SelfPlayState, on_stage: Callable[[str], None] = _quiet
+                  ) -> tuple[dict[str, float], StepBatch]:
+    """One step of Algorithm 1. Returns the step's flat metrics and its batch (for samples).
+    `on_stage` is called with each stage's name as it begins."""
+    timer = Timer(on_stage)
+    timer.start("propose")
     proposals, propose_gens = propose_stage(eng, state, eng.cfg.selfplay.batch_size)
-    timer.lap("propose")
+    timer.start("validate")
     proposals = validate_stage(eng, state, proposals)
-    timer.lap("validate")
+    timer.start("learnability")
     proposals = learnability_stage(eng, state, proposals)
-    timer.lap("learnability")
-    tasks, solved = solve_stage(eng, state, proposals)
-    timer.lap("solve")
-    samples = reward_stage(eng, proposals, propose_gens, tasks, solved)
-    batch, gens = advantage_stage(eng, state, samples, proposals, tasks)
-    timer.lap("reward")
+    timer.start("solve")
+    solved = solve_stage(eng, state, proposals)
+    timer.start("reward")
+    samples = reward_stage(eng, proposals, propose_gens, solved)
+    batch, gens = advantage_stage(eng, state, samples, proposals, solved.tasks)
+    timer.start("update")
     update = update_stage(eng, batch, gens)
-    timer.lap("update")
+    timer.start("metrics")
     grown = grow_buffers_stage(state, proposals)
     metrics = {**step_metrics(batch, gens, state), **update, **grown}
-    timer.lap("metrics")
+    timer.stop()
     metrics.update({f"time/{k}": v for k, v in timer.seconds.items()})
     metrics["time/step"] = sum(timer.seconds.values())
-    gen_tokens = sum(len(g.response_ids) for g in propose_gens + solved[2])
+    gen_tokens = sum(len(g.response_ids) for g in propose_gens + solved.generations)
     metrics["perf/tokens_per_s"] = gen_tokens / max(1e-9, timer.seconds["propose"] + timer.seconds["solve"])
     state.step += 1
     return metrics, batch
@@ -358,14 +381,13 @@ def step_metrics(batch: StepBatch, gens: Sequence[Generation], state: SelfPlaySt
 
 # -- seeding --------------------------------------------------------------------------------
 def seed_buffers(eng: Engines, state: SelfPlayState, on_round: Callable[[dict[TaskType, int], int], None]) -> int:
-    """SPEC §1 Seeding: propose from the identity triplet until the deduction and abduction
-    buffers hold B×S tasks (and induction B×S), or after `seed_max_tries` generations per type.
-    Resumable: it only tops up what the buffers still lack. Returns generations used."""
+    """SPEC §1 Seeding: propose from the identity triplet until every buffer holds B×S tasks besides
+    its seed (``seed_target``), or after `seed_max_tries` generations per type. Resumable: it only
+    tops up what the buffers still lack. Returns generations used."""
     sp = eng.cfg.selfplay
-    target = sp.batch_size * sp.seed_factor
     tries = 0
-    per_round = max(1, min(eng.cfg.rollout.gen_batch_size // 3, target))
-    while tries < sp.seed_max_tries and any(len(state.buffers[t]) < target + 1 for t in TASK_TYPES):
+    per_round = max(1, min(eng.cfg.rollout.gen_batch_size // 3, sp.seed_target - 1))
+    while tries < sp.seed_max_tries and any(len(state.buffers[t]) < sp.seed_target for t in TASK_TYPES):
         proposals, _ = propose_stage(eng, state, per_round)
         proposals = validate_stage(eng, state, proposals)
         grow_buffers_stage(state, proposals)

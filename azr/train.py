@@ -20,9 +20,10 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 
 from azr import config as C
@@ -126,7 +127,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
         group.update(flags)
 
 
-def setup(cfg: C.TrainConfig, console=None) -> Run:
+def setup(cfg: C.TrainConfig) -> Run:
     from transformers.utils import logging as hf_logging
 
     from azr.policy import load_policy
@@ -147,7 +148,7 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
         (run_dir / "config.json").write_text(json.dumps(C.to_dict(cfg), indent=1))
 
     torch.manual_seed(cfg.run.seed)
-    rng, np_rng = random.Random(cfg.run.seed), np.random.default_rng(cfg.run.seed)
+    rng = random.Random(cfg.run.seed)
     policy = load_policy(str(ckpt.model_dir) if ckpt else cfg.model.name, _policy_config(cfg, dist))
     optimizer = make_optimizer(list(policy.parameters()), cfg.optim)
     n = cfg.selfplay.n_induction_inputs
@@ -155,20 +156,20 @@ def setup(cfg: C.TrainConfig, console=None) -> Run:
     step, seeded = 0, False
     if ckpt:
         load_optimizer_state(optimizer, ckpt.trainer_state["optimizer"])
-        RngState(**ckpt.trainer_state["rng"]).restore(rng, np_rng)
+        RngState.from_dict(ckpt.trainer_state["rng"]).restore(rng)
         buffers = {t: TaskBuffer.load(ckpt.buffers_dir / f"{t}.jsonl", t) for t in TaskType}
         step, seeded = ckpt.step, True
     elif (run_dir / "seeding").exists():  # resume an interrupted seeding
         buffers = {t: TaskBuffer.load(run_dir / "seeding" / f"{t}.jsonl", t) if
                    (run_dir / "seeding" / f"{t}.jsonl").exists() else buffers[t] for t in TaskType}
-    state = SelfPlayState(step=step, buffers=buffers, rng=rng, np_rng=np_rng)
+    state = SelfPlayState(step=step, buffers=buffers, rng=rng)
     eval_items = None
     if cfg.eval.every:
         from azr.eval.runner import load_suite_items
 
         eval_items = load_suite_items(cfg.eval.suites, cfg.eval.data, cfg.eval.limit, cfg.eval.split)
     reference = None
-    if cfg.optim.kl_coef > 0:  # the KL anchor is the model the run started from, also after a resume
+    if cfg.optim.uses_kl:  # the KL anchor is the model the run started from, also after a resume
         reference = load_policy(cfg.model.name, _policy_config(cfg, dist))
         for p in reference.module.parameters():
             p.requires_grad_(False)
@@ -223,7 +224,7 @@ def save(run: Run) -> Path | None:
         path = save_checkpoint(
             run.dir, st.step, save_model=run.eng.policy.save,
             save_buffers=lambda d: [b.save(d / f"{t}.jsonl") for t, b in st.buffers.items()],
-            optimizer=run.eng.optimizer, rng=RngState.capture(st.rng, st.np_rng), config=C.to_dict(run.cfg),
+            optimizer=run.eng.optimizer, rng=RngState.capture(st.rng), config=C.to_dict(run.cfg),
         )
         run.saved_step = st.step
     return path
@@ -231,8 +232,7 @@ def save(run: Run) -> Path | None:
 
 def seed(run: Run, progress) -> None:
     """The seeding stage with a progress bar; buffers are saved after every round."""
-    sp = run.cfg.selfplay
-    target = sp.batch_size * sp.seed_factor + 1
+    target = run.cfg.selfplay.seed_target
     task = progress.add_task("seeding buffers", total=target * len(TASK_TYPES))
     out = run.dir / "seeding"
     if run.is_main:
@@ -254,7 +254,7 @@ def train(cfg: C.TrainConfig) -> Path:
     from azr.progress import LogProgress, make_console
 
     console = make_console()
-    run = setup(cfg, console)
+    run = setup(cfg)
     console.quiet = not run.is_main
     cfg = run.cfg
     console.print(f"[bold]azr[/] run [cyan]{run.dir}[/] · model {cfg.model.name} · step {run.state.step}/"
@@ -277,7 +277,7 @@ def train(cfg: C.TrainConfig) -> Path:
                     run.log.log(0, base)
             while run.state.step < cfg.run.steps:
                 with deferred_sigint():
-                    metrics, batch = selfplay_step(run.eng, run.state)
+                    metrics, batch = selfplay_step(run.eng, run.state, _stage_reporter(run, progress, task))
                 if cfg.eval.every and run.state.step % cfg.eval.every == 0:
                     progress.update(task, description=f"evaluating at step {run.state.step}…")
                     metrics.update(evaluate_now(run))
@@ -306,6 +306,18 @@ def train(cfg: C.TrainConfig) -> Path:
 
         torch.distributed.destroy_process_group()
     return run.dir
+
+
+def _stage_reporter(run: Run, progress, task) -> Callable[[str], None]:
+    """What a step tells the progress display as each stage begins: the bar's text on a terminal, and a plain line
+    elsewhere (a log file, a pipe), so that a step of several minutes does not look like a hang."""
+    step, t0 = run.state.step + 1, time.monotonic()
+
+    def on_stage(stage: str) -> None:
+        text = f"step {step}/{run.cfg.run.steps} · {stage}"
+        progress.note(task, f"{text}…", f"{text} · {timedelta(seconds=int(time.monotonic() - t0))} into the step")
+
+    return on_stage
 
 
 def _warn_space(run: Run, console) -> None:

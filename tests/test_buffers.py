@@ -9,16 +9,16 @@ import os
 import random
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from azr import buffers
 from azr import config as C
-from azr.buffers import BufferFileError, TaskBuffer, sample_programs, seed_task
+from azr.buffers import BufferFileError, TaskBuffer, seed_task
 from azr.policy.base import Generation
 from azr.records import Proposal, Task, TaskType
 from azr.selfplay import Engines, SelfPlayState, grow_buffers_stage, propose_stage
 from azr.tasks.base import is_trivial
+from azr.tasks.induction import sample_programs
 
 ID = "def f(x):\n    return x"
 
@@ -174,7 +174,7 @@ def test_is_trivial(task, trivial):
 
 def test_grow_buffers_counts_duplicates_and_trivial_proposals():
     state = SelfPlayState(step=0, buffers={t: TaskBuffer.seeded(t, n_inputs=4) for t in TaskType},
-                          rng=random.Random(0), np_rng=None)
+                          rng=random.Random(0))
     seed = state.buffers[TaskType.DEDUCTION].tasks[0]
     new = ded(1)
     props = [Proposal(TaskType.DEDUCTION, "p", "r", None, (), task=t) for t in (seed, new, new, ded(2))]
@@ -201,7 +201,7 @@ def test_propose_prompts_show_buffer_references_unless_the_no_references_ablatio
     bufs[TaskType.DEDUCTION].extend(ded(i) for i in range(1, 30))
     bufs[TaskType.ABDUCTION].extend(Task(TaskType.ABDUCTION, f"def f(x):\n    return x * {i}", ("1",), (str(i),))
                                     for i in range(2, 30))
-    state = SelfPlayState(step=0, buffers=bufs, rng=random.Random(0), np_rng=np.random.default_rng(0))
+    state = SelfPlayState(step=0, buffers=bufs, rng=random.Random(0))
     eng = Engines(policy=_SilentPolicy(), pool=None, optimizer=None, cfg=cfg)  # type: ignore[arg-type]
     proposals, _ = propose_stage(eng, state, per_type=4)
     assert len(proposals) == 12

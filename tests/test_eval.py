@@ -450,6 +450,14 @@ def test_bad_eval_flags_exit_with_a_fix(capsys):
     assert "unknown suite" in capsys.readouterr().err
 
 
+def test_eval_refuses_the_training_only_every_flag(capsys):
+    """--every belongs to `azr train --eval-every`; `azr eval` has nothing to repeat and must not accept it."""
+    from azr.cli import main
+
+    assert main(["eval", "--model", "tiny", "--every", "3"]) == 2
+    assert "--every" in capsys.readouterr().err
+
+
 # -- the dev/test split (issue 16) -------------------------------------------------------------
 
 def test_the_dev_split_is_the_documented_draw_of_200_ids():

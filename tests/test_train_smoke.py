@@ -168,7 +168,7 @@ def test_eval_every_logs_pass_at_1_and_report_plots_it(tmp_path):
     cfg = tiny(tmp_path, 1, name="with-eval")
     # Prefixes as typed on a command line (a literal backslash-n): solver turns and eval answers start with
     # them, proposer turns do not.
-    cfg = dataclasses.replace(cfg, eval=C.EvalConfig(every=1, limit=3, max_new_tokens=8, data=(str(CRUXEVAL),),
+    cfg = dataclasses.replace(cfg, eval=C.TrainEvalConfig(every=1, limit=3, max_new_tokens=8, data=(str(CRUXEVAL),),
                                                      prompt_style="azr", response_prefix="<answer>\\n"),
                               rollout=dataclasses.replace(cfg.rollout, solve_prefix="<answer>\\n"))
     run_dir = train(cfg)
@@ -214,3 +214,16 @@ def test_without_proposer_training_only_solves_are_updated_but_proposals_are_sti
     assert all(s["advantage"] is None for s in proposals) and all(s["advantage"] is not None for s in solves)
     assert 0 < row["update/sequences"] <= len(solves)
     assert 0.0 <= row["propose/valid_frac"] <= 1.0  # the proposals are still validated and logged
+
+
+def test_piped_output_has_a_line_at_each_stage_of_a_step(tmp_path, capsys, monkeypatch):
+    """With output that is not a terminal (a log file, a pipe), every stage of every step prints a line as it
+    begins, so a step of several minutes never looks like a hang."""
+    for var in ("FORCE_COLOR", "TTY_COMPATIBLE"):  # either would make rich treat the captured stdout as a terminal
+        monkeypatch.delenv(var, raising=False)
+    train(tiny(tmp_path, 2))
+    out = capsys.readouterr().out
+    for step in (1, 2):
+        seen = [line.split(" · ")[1] for line in out.splitlines() if line.startswith(f"step {step}/2 · ")
+                and "into the step" in line]
+        assert seen == ["propose", "validate", "learnability", "solve", "reward", "update", "metrics"], seen

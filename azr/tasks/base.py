@@ -11,9 +11,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import random
-from typing import Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
-from azr import prompts
+from azr import parsing, prompts
 from azr.executor import SandboxPool, parse_args, parse_literal, validate_many
 from azr.records import Candidate, FormatError, Proposal, Task, TaskType
 
@@ -23,6 +23,12 @@ N_INPUTS = 10
 
 class TaskTypeModule(Protocol):
     TYPE: TaskType
+
+    def propose_programs(self, buffers: Mapping[TaskType, Iterable[Task]], count: int,
+                         rng: random.Random) -> list[str | None]:
+        """The program each of `count` propose prompts shows, drawn from the run's `buffers`; None for a type whose
+        proposer writes its own program."""
+        ...
 
     def propose_prompt(self, references: Sequence[Task], program: str | None = None, n_inputs: int = N_INPUTS) -> str:
         """The proposer's user message, showing the K `references` as example answers.
@@ -65,7 +71,14 @@ def program_input_answer(program: str, inp: str) -> str:
     return prompts.render_answer(f"{prompts.render_program(program)}\n{prompts.render_input(inp)}")
 
 
-def program_input_propose_prompt(template: str, references: Sequence[Task]) -> str:
+def no_programs(buffers: Mapping[TaskType, Iterable[Task]], count: int, rng: random.Random) -> list[str | None]:
+    """Deduction and abduction proposers write their own program: their prompts show none."""
+    return [None] * count
+
+
+def program_input_propose_prompt(template: str, references: Sequence[Task], program: str | None = None,
+                                 n_inputs: int = N_INPUTS) -> str:
+    """A deduction or abduction propose prompt: `template` filled with the K `references` as example answers."""
     require_references(references)
     examples = [program_input_answer(t.program, t.input) for t in references]
     return template.format(
@@ -73,6 +86,21 @@ def program_input_propose_prompt(template: str, references: Sequence[Task]) -> s
         examples=prompts.render_examples(examples, [t.output for t in references]),
         format_line=prompts.format_line(len(examples))
     )
+
+
+def drawn_example(shown: str) -> tuple[int, int, int, str]:
+    """The numbers of a deduction or abduction solve prompt's worked example: an input (a, b) of
+    `f(a, b) = a + 2 * b` drawn from the task shown (``prompts.example_pairs``), its output, and the program
+    as prompts render it."""
+    (a, b), *_ = prompts.example_pairs(shown)
+    return a, b, a + 2 * b, prompts.render_program(prompts.SOLVE_EXAMPLE_PROGRAM)
+
+
+def program_solve_prompt(template: str, worked_example: Callable[[str], str], program: str, given: str) -> str:
+    """A deduction or abduction solve prompt: the program and what is `given` (an input or an output), after a
+    worked example drawn from them."""
+    shown = f"{prompts.render_program(program)}\n{given}"
+    return solve_prompt(template, worked_example(shown), shown)
 
 
 def solve_prompt(template: str, example: str, task_text: str) -> str:
@@ -85,11 +113,26 @@ def check_type(task_type: TaskType, items: Sequence[Proposal] | Sequence[Task]) 
         raise ValueError(f"{task_type} module got items of type {wrong[0]}")
 
 
+def check_answers(task_type: TaskType, tasks: Sequence[Task], answers: Sequence[object]) -> None:
+    """What every ``check`` requires of its arguments: tasks of its type, and one answer per task."""
+    check_type(task_type, tasks)
+    if len(tasks) != len(answers):
+        raise ValueError(f"{len(answers)} answers for {len(tasks)} tasks")
+
+
+def parse_program_input_proposal(
+    response: str, program: str | None = None, n_inputs: int = N_INPUTS, strip_comments: bool = False
+) -> Candidate | FormatError:
+    """A deduction or abduction proposal: a program and one input."""
+    return parsing.parse_program_input(response, strip_comments=strip_comments)
+
+
 def validate_program_input(
-    pool: SandboxPool, task_type: TaskType, proposals: Sequence[Proposal], runs: int = 2
+    task_type: TaskType, pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Random | None = None,
+    runs: int = 2,
 ) -> list[Proposal]:
     """Deduction/abduction validation: ``validate_many`` gives each (program, input) its gold
-    output (SPEC §1 step 2)."""
+    output (SPEC §1 step 2). `rng` is unused (the Protocol's signature: induction draws its split)."""
     check_type(task_type, proposals)
     todo = [i for i, p in enumerate(proposals) if isinstance(p.parsed, Candidate)]
     cands = [proposals[i].parsed for i in todo]

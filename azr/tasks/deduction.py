@@ -7,43 +7,34 @@ after evaluating it in the sandbox without the program (see ``check_deduction_ma
 
 from __future__ import annotations
 
-import random
+import functools
 from typing import Sequence
 
 from azr import parsing, prompts
 from azr.executor import SandboxPool, check_deduction_many
-from azr.records import Candidate, FormatError, Proposal, Task, TaskType
+from azr.records import FormatError, Task, TaskType
 from azr.tasks import base
 
 TYPE = TaskType.DEDUCTION
 
 
-def propose_prompt(references: Sequence[Task], program: str | None = None, n_inputs: int = base.N_INPUTS) -> str:
-    return base.program_input_propose_prompt(prompts.DEDUCTION_PROPOSE, references)
-
-
-def parse_proposal(
-    response: str, program: str | None = None, n_inputs: int = base.N_INPUTS, strip_comments: bool = False
-) -> Candidate | FormatError:
-    return parsing.parse_program_input(response, strip_comments=strip_comments)
-
-
-def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Random) -> list[Proposal]:
-    return base.validate_program_input(pool, TYPE, proposals)
+# Proposing is the same for deduction and abduction but for the prompt's template.
+propose_programs = base.no_programs
+propose_prompt = functools.partial(base.program_input_propose_prompt, prompts.DEDUCTION_PROPOSE)
+parse_proposal = base.parse_program_input_proposal
+validate = functools.partial(base.validate_program_input, TYPE)
 
 
 def worked_example(shown: str) -> str:
-    """The solve prompt's worked example: `f(a, b) = a + 2 * b` on one drawn input (``prompts.example_pairs``)."""
-    (a, b), *_ = prompts.example_pairs(shown)
-    out = a + 2 * b
-    program = prompts.render_program(prompts.SOLVE_EXAMPLE_PROGRAM)
+    """The solve prompt's worked example: the output of `f(a, b) = a + 2 * b` on one drawn input."""
+    a, b, out, program = base.drawn_example(shown)
     return prompts.solve_example(f"{program}\n{prompts.render_input(f'{a}, {b}')}", str(out),
                                  f"a + 2 * b = {a} + {2 * b} = {out}")
 
 
 def solve_prompt(task: Task) -> str:
-    shown = f"{prompts.render_program(task.program)}\n{prompts.render_input(task.input)}"
-    return base.solve_prompt(prompts.DEDUCTION_SOLVE, worked_example(shown), shown)
+    return base.program_solve_prompt(prompts.DEDUCTION_SOLVE, worked_example, task.program,
+                                     prompts.render_input(task.input))
 
 
 def parse_answer(response: str) -> str | FormatError:
@@ -51,6 +42,6 @@ def parse_answer(response: str) -> str | FormatError:
 
 
 def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:
-    base.check_type(TYPE, tasks)
+    base.check_answers(TYPE, tasks, answers)
     predicted = [a if isinstance(a, str) else None for a in answers]
     return check_deduction_many(pool, predicted, [t.output for t in tasks])

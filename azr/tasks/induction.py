@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 from azr import parsing, prompts
 from azr.executor import InductionCheck, SandboxPool, Validation, check_induction_many, validate_many
@@ -41,6 +41,20 @@ def seed_task(n_inputs: int = base.N_INPUTS) -> Task:
     half = n_inputs // 2
     return Task(TYPE, "def f(x):\n    return x", inputs, outputs, SEED_MESSAGE,
                 tuple(range(half)), tuple(range(half, n_inputs)))
+
+
+def sample_programs(buffers: Sequence[Iterable[Task]], k: int, rng: random.Random) -> list[str]:
+    """k programs for induction proposals, drawn uniformly with replacement from the tasks of
+    `buffers` (the deduction and abduction buffers, SPEC §1 step 1)."""
+    pool = [t.program for b in buffers for t in b]
+    if not pool:
+        raise ValueError("no programs to sample from")
+    return rng.choices(pool, k=k)
+
+
+def propose_programs(buffers: Mapping[TaskType, Iterable[Task]], count: int, rng: random.Random) -> list[str | None]:
+    """The program each induction propose prompt shows, drawn from the deduction and abduction buffers."""
+    return list(sample_programs([buffers[TaskType.DEDUCTION], buffers[TaskType.ABDUCTION]], count, rng))
 
 
 def inputs_message_answer(inputs: Sequence[str], message: str) -> str:
@@ -114,9 +128,7 @@ def parse_answer(response: str) -> str | FormatError:
 
 
 def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:
-    base.check_type(TYPE, tasks)
-    if len(tasks) != len(answers):
-        raise ValueError(f"{len(answers)} answers for {len(tasks)} tasks")
+    base.check_answers(TYPE, tasks, answers)
     items = []
     for t, a in zip(tasks, answers):
         held = t.held_out_pairs()
