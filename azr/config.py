@@ -78,6 +78,10 @@ class SelfPlayConfig:
     """S: seeding stops when every buffer holds B*S tasks besides its seed (SPEC: 4)."""
     seed_max_tries: int = 200
     """Seeding gives up after this many proposer generations per type."""
+    max_task_tokens: int = 256
+    """A valid task whose text (program, inputs, outputs, message) is longer than this many tokens is rejected as
+    `too_long`: every prompt that shows it, as a reference or to solve, pays for its length (0 = no cap). 256 is
+    1.5x the largest of the 301 tasks in the committed recipe runs' buffers (171; median 26)."""
     strip_comments: bool = False
     """Strip comments and docstrings from proposed programs (SPEC §2: off; the paper found it hurts)."""
     baseline: Literal["trr++", "global"] = "trr++"
@@ -300,8 +304,9 @@ def cpu() -> TrainConfig:
 
 def quick() -> TrainConfig:
     """The README's main job: the `cpu` recipe scaled down so that seeding plus 3 steps on the embedded Qwen
-    finish in about 20 minutes on 2 cores (n=2, seeding stops at 4 tasks per type or 8 generations per type). Enough to
-    see valid proposals, growing buffers and all six groups train; too short to measure learning."""
+    finish in minutes on 2 cores (7-13.5 in bf16 on AVX512-BF16 hosts, 20-30 in fp32 on AVX2 ones): n=2, and
+    seeding stops at 4 tasks per type or 8 generations per type. Enough to see valid proposals, growing buffers
+    and all six groups train; too short to measure learning."""
     base = cpu()
     return dataclasses.replace(
         base,
@@ -328,12 +333,13 @@ def tiny_test() -> TrainConfig:
 def paper() -> TrainConfig:
     """SPEC §1 reference defaults (7B on 8+ GPUs): B=64, n=8, K=6, N=10, lr 1e-6, timeout 10 s; PPO mini-batches of
     128 of the 384 responses (3 optimizer steps per step) and the reference master's clip range 0.2 / 0.28. Turns
-    are the reference's `<think>` then `<answer>` format: no response prefixes."""
+    are the reference's `<think>` then `<answer>` format: no response prefixes. Tasks are capped at 768 tokens, so
+    that a propose prompt's K=6 references and its text stay inside the reference's 6,144-token prompt limit."""
     return TrainConfig(
         model=ModelConfig(device="cuda"),
         rollout=RolloutConfig(max_new_tokens_propose=4096, max_new_tokens_solve=4096, gen_batch_size=384),
         selfplay=SelfPlayConfig(batch_size=64, n_mc=8, k_refs=6, n_induction_inputs=10, seed_factor=4,
-                                seed_max_tries=10_000),
+                                seed_max_tries=10_000, max_task_tokens=768),
         optim=OptimConfig(lr=1e-6, micro_batch=16, mini_batches=3, clip_eps=0.2, clip_eps_high=0.28),
         sandbox=SandboxConfig(timeout_s=10.0),
         run=RunConfig(name="azr-paper", steps=500, save_every=10),
@@ -353,6 +359,7 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         (sp.n_induction_inputs >= 2 and sp.n_induction_inputs % 2 == 0,
          "selfplay.n_induction_inputs must be even and >= 2: half are shown, half held out"),
         (sp.seed_factor >= 1 and sp.seed_max_tries >= 1, "selfplay.seed_factor and seed_max_tries must be >= 1"),
+        (sp.max_task_tokens >= 0, "selfplay.max_task_tokens must be >= 0 (0 = no cap on a task's size)"),
         (ro.max_new_tokens_propose >= 8 and ro.max_new_tokens_solve >= 8, "rollout.max_new_tokens_* must be >= 8"),
         (ro.temperature > 0, "rollout.temperature must be > 0 (self-play needs sampling)"),
         (0 < ro.top_p <= 1, "rollout.top_p must be in (0, 1]"),

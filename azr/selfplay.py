@@ -25,12 +25,12 @@ from azr.advantages import assign_advantages, global_advantages, trr_advantages
 from azr.buffers import TaskBuffer, seed_task
 from azr.complexity import batch_complexity, distinct_fraction, mean_edit_distance_to_refs
 from azr.config import TrainConfig
-from azr.executor import SandboxPool
+from azr.executor import InvalidReason, SandboxPool, Validation
 from azr.loss import ppo_clip_loss
 from azr.policy import Generation, GenerationConfig, Policy
 from azr.records import FormatError, Proposal, Role, Rollout, StepBatch, Task, TaskType
 from azr.tasks import TASK_TYPES
-from azr.tasks.base import is_trivial
+from azr.tasks.base import is_trivial, task_text
 
 BASELINES = {"trr++": trr_advantages, "global": global_advantages}
 """Advantage estimators by config name: TRR++ (per group) and the one-baseline ablation."""
@@ -141,13 +141,32 @@ def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[li
 
 
 def validate_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal]) -> list[Proposal]:
-    """SPEC §1 step 2: validate every parsed proposal; one executor batch per task type."""
+    """SPEC §1 step 2: validate every parsed proposal; one executor batch per task type. Then a valid
+    task longer than `selfplay.max_task_tokens` is rejected as ``too_long`` (as the reference drops
+    prompts over its length limit): one long task would make every later prompt that shows it long."""
     out: list[Proposal | None] = [None] * len(proposals)
     for ttype, module in TASK_TYPES.items():
         idx = [i for i, p in enumerate(proposals) if p.type is ttype]
         for i, p in zip(idx, module.validate(eng.pool, [proposals[i] for i in idx], state.rng)):
             out[i] = p
-    return out  # type: ignore[return-value]
+    return cap_task_size(eng.policy, out, eng.cfg.selfplay.max_task_tokens)  # type: ignore[arg-type]
+
+
+def cap_task_size(policy: Policy, proposals: Sequence[Proposal], max_tokens: int) -> list[Proposal]:
+    """Valid proposals whose task text (``task_text``) exceeds `max_tokens` tokens become invalid
+    (``InvalidReason.TOO_LONG``); 0 disables the cap. Tokens are counted with the policy's own
+    tokenizer, less the chat template's fixed tokens."""
+    if not max_tokens or not any(p.valid for p in proposals):
+        return list(proposals)
+    overhead = len(policy.encode_prompt(""))
+    out = []
+    for p in proposals:
+        n = len(policy.encode_prompt(task_text(p.task))) - overhead if p.task is not None else 0
+        if n > max_tokens:
+            p = replace(p, task=None, validation=Validation(InvalidReason.TOO_LONG,
+                                                            detail=f"{n} tokens, over the cap of {max_tokens}"))
+        out.append(p)
+    return out
 
 
 def solve_many(eng: Engines, state: SelfPlayState, tasks: Sequence[Task]) -> Solutions:
@@ -333,7 +352,7 @@ def selfplay_step(eng: Engines, state: SelfPlayState, on_stage: Callable[[str], 
 # -- metrics --------------------------------------------------------------------------------
 def step_metrics(batch: StepBatch, gens: Sequence[Generation], state: SelfPlayState) -> dict[str, float]:
     """SPEC §4: rewards per group, proposer validity and reasons, learnability, accuracy,
-    format errors, lengths, buffer sizes, complexity and diversity of new programs."""
+    format errors, prompt and response lengths (tokens), buffer sizes, complexity and diversity of new programs."""
     m: dict[str, float] = {}
     for ttype in TASK_TYPES:
         for role in Role:
@@ -375,6 +394,8 @@ def step_metrics(batch: StepBatch, gens: Sequence[Generation], state: SelfPlaySt
     if lengths:
         m["response/length_mean"] = fmean(lengths)
         m["response/truncated_frac"] = fmean(not g.finished for g in gens)
+        m["prompt/length_mean"] = fmean(len(g.prompt_ids) for g in gens)
+        m["prompt/length_max"] = float(max(len(g.prompt_ids) for g in gens))  # bounded through max_task_tokens
     m["format_error_frac/all"] = fmean(not r.format_ok for r in batch.rollouts) if batch.rollouts else 0.0
     return m
 

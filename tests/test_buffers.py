@@ -216,3 +216,34 @@ def test_propose_prompts_show_buffer_references_unless_the_no_references_ablatio
             assert p.references == (seed_task(p.type, n),)
             if p.type is not TaskType.INDUCTION:
                 assert "return x + " not in p.prompt and "return x * " not in p.prompt
+
+
+def test_a_task_with_an_8kb_output_is_too_long_and_never_enters_a_buffer(pool):
+    """`def f(x): return 1000 * x` on '1000 * x' is a valid program whose output is 8,002 characters: one such task
+    in a buffer lengthens every prompt that shows it. Validation rejects it as too_long, counted in the metrics."""
+    from azr.executor import InvalidReason
+    from azr.policy import load_policy
+    from azr.records import Candidate, StepBatch
+    from azr.selfplay import step_metrics, validate_stage
+
+    cfg = C.tiny_test()
+    assert cfg.selfplay.max_task_tokens == 256
+    state = SelfPlayState(step=0, buffers={t: TaskBuffer.seeded(t, n_inputs=4) for t in TaskType},
+                          rng=random.Random(0))
+    eng = Engines(policy=load_policy("tiny"), pool=pool, optimizer=None, cfg=cfg)  # type: ignore[arg-type]
+    small = Candidate("def f(x):\n    return x * 2", ("3",))
+    big = Candidate("def f(x):\n    return 1000 * x", ("'1000 * x'",))
+    props = [Proposal(t, "p", "r", c) for t in (TaskType.DEDUCTION, TaskType.ABDUCTION) for c in (small, big)]
+    out = validate_stage(eng, state, props)
+    assert [p.valid for p in out] == [True, False, True, False]
+    for p in (out[1], out[3]):
+        assert p.validation.reason is InvalidReason.TOO_LONG and "over the cap of 256" in p.validation.detail
+        assert p.error is not None  # the proposer earns the invalid-task penalty for it
+    grow_buffers_stage(state, out)
+    for t in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+        assert len(state.buffers[t]) == 2 and all(len(x.output) < 100 for x in state.buffers[t])
+    m = step_metrics(StepBatch(step=0, rollouts=(), proposals=tuple(out), solve_tasks=()), [], state)
+    assert m["propose/invalid/too_long"] == 2
+    # The cap is a setting: 0 turns it off, and then the same task is valid.
+    off = dataclasses.replace(cfg, selfplay=dataclasses.replace(cfg.selfplay, max_task_tokens=0))
+    assert validate_stage(dataclasses.replace(eng, cfg=off), state, props[1:2])[0].valid

@@ -590,3 +590,18 @@ def test_ablation_table_by_hand(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         learning.main(["--base", file("base", 0), "--recipe", "no-equals-sign"])
     assert "expected NAME=REPORT" in capsys.readouterr().err
+
+
+def test_soak_summary_line_by_hand():
+    """benchmarks/soak.py's last line: early = max of steps 5-14, late = max of the last 10 steps (GiB)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("soak", Path(__file__).parents[1] / "benchmarks" / "soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    gib = 2**30
+    peaks = {s: int((10 + 0.1 * s) * gib) for s in range(1, 41)}  # 10.1 ... 14.0 GiB, creeping 0.1 a step
+    assert soak.summary_line(peaks, [100.0, 120.0, 90.0]) == (
+        "steps=40 peak_rss_gib=14.00 early_peak_gib=11.40 late_peak_gib=14.00 median_step_s=100.0")
+    assert soak.summary_line({1: 2 * gib, 2: 3 * gib}, [50.0]) == (
+        "steps=2 peak_rss_gib=3.00 early_peak_gib=nan late_peak_gib=nan median_step_s=50.0")

@@ -60,6 +60,7 @@ def test_every_stage_ran_and_metrics_are_finite(two_steps):
         for t in TaskType:
             assert f"reward/solve/{t}/mean" in r and f"reward/propose/{t}/mean" in r
         assert r["update/sequences"] > 0
+        assert r["prompt/length_max"] >= r["prompt/length_mean"] > 0
 
 
 def test_artefacts_exist(two_steps):

@@ -44,6 +44,8 @@ class InvalidReason(StrEnum):
     CRASHED = "crashed"
     NONDETERMINISTIC = "nondeterministic"
     NOT_LITERAL = "not_literal"
+    TOO_LONG = "too_long"
+    """Valid, but longer than the run's cap on a task's size (``selfplay.max_task_tokens``)."""
 
 
 @dataclass(frozen=True)

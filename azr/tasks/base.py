@@ -144,6 +144,11 @@ def validate_program_input(
     return out
 
 
+def task_text(task: Task) -> str:
+    """The whole of a task as one text (program, inputs, outputs, message): what its size is measured on."""
+    return "\n".join((task.program, *task.inputs, *task.outputs, task.message or ""))
+
+
 def is_trivial(task: Task) -> bool:
     """A task that tests nothing (logged as ``propose/trivial_frac``; kept, as the paper keeps them):
     every output is None, every output equals its single-argument input, or ``f`` is the identity
