@@ -6,7 +6,8 @@ each step begins; those lines say which step every RSS sample belongs to. Sample
 (the sandbox workers are separate, small processes and are not counted). Everything lands in ``--out``:
 
 * ``train.log``: the run's own output; ``rss.csv``: ``t_s,step,stage,rss_bytes`` once a second;
-* ``steps.csv``: per step, its peak RSS and its step time (from the run's ``metrics.jsonl``);
+* ``steps.csv``: per step, its RSS as it began, its peak and the stage of the peak, and its step time (from the
+  run's ``metrics.jsonl``);
 * ``run/``: the run directory (config, metrics, checkpoints; rerunning the same command resumes it).
 
 A wall-clock budget (``--budget-min``) stops the run with Ctrl-C (it checkpoints) so that the figures exist
@@ -57,14 +58,48 @@ def summary_line(peaks: dict[int, int], step_s: list[float]) -> str:
             f"median_step_s={median:.1f}")
 
 
+def per_step(rss_csv: Path, done: set[int]) -> dict[int, dict]:
+    """Per finished step, from the samples: its RSS as it began, its peak, and the stage the peak fell in."""
+    out: dict[int, dict] = {}
+    with open(rss_csv) as f:
+        for t, step, stage, rss in csv.reader(f):
+            s, b = int(step), int(rss)
+            if s not in done:
+                continue
+            row = out.setdefault(s, {"start": b, "peak": b, "peak_stage": stage})
+            if b > row["peak"]:
+                row["peak"], row["peak_stage"] = b, stage
+    return out
+
+
+def summarize(out: Path) -> str:
+    """Write steps.csv from rss.csv and the run's metrics; return the summary line. Works on a finished, resumed
+    or interrupted soak (``--summarize-only``)."""
+    metrics = out / "run" / "metrics.jsonl"
+    rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.exists() else []
+    step_s = {int(r["step"]): r["time/step"] for r in rows if r.get("time/step")}
+    steps = per_step(out / "rss.csv", set(step_s))  # a step cut short by the budget is not a step
+    with open(out / "steps.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "start_rss_gib", "peak_rss_gib", "peak_stage", "step_s"])
+        for s in sorted(steps):
+            r = steps[s]
+            w.writerow([s, f"{r['start'] / GIB:.3f}", f"{r['peak'] / GIB:.3f}", r["peak_stage"], f"{step_s[s]:.1f}"])
+    return summary_line({s: r["peak"] for s, r in steps.items()}, list(step_s.values()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="directory for the log, samples and the run")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--preset", default="cpu", help="the recipe to soak (tiny-test: a plumbing check in seconds)")
     ap.add_argument("--budget-min", type=float, default=0.0, help="stop (with a checkpoint) after this long; 0 = none")
+    ap.add_argument("--summarize-only", action="store_true", help="recompute steps.csv and the last line from --out")
     ap.add_argument("extra", nargs="*", help="more `azr train` flags, after --")
     args = ap.parse_args()
+    if args.summarize_only:
+        print(summarize(Path(args.out)))
+        return 0
     import psutil
 
     out = Path(args.out)
@@ -76,7 +111,6 @@ def main() -> int:
                              env={**os.environ, "COLUMNS": "160"})
     proc = psutil.Process(child.pid)
     where = {"step": 0, "stage": "start"}
-    peaks: dict[int, int] = {}
     t0 = time.monotonic()
 
     def read_output() -> None:
@@ -98,29 +132,16 @@ def main() -> int:
                 rss = proc.memory_info().rss
             except psutil.Error:
                 break
-            step = where["step"]
-            w.writerow([f"{time.monotonic() - t0:.0f}", step, where["stage"], rss])
+            w.writerow([f"{time.monotonic() - t0:.0f}", where["step"], where["stage"], rss])
             f.flush()
-            if step:
-                peaks[step] = max(peaks.get(step, 0), rss)
             if args.budget_min and not stopped and time.monotonic() - t0 > args.budget_min * 60:
                 child.send_signal(signal.SIGINT)  # azr train checkpoints and exits
                 stopped = True
             time.sleep(1.0)
     child.wait()
     reader.join(timeout=10)
-    metrics = out / "run" / "metrics.jsonl"
-    rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.exists() else []
-    step_s = {int(r["step"]): r["time/step"] for r in rows if r.get("time/step")}
-    done = set(step_s)
-    peaks = {s: p for s, p in peaks.items() if s in done}  # a step cut short by the budget is not a step
-    with open(out / "steps.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "peak_rss_gib", "step_s"])
-        for s in sorted(peaks):
-            w.writerow([s, f"{peaks[s] / GIB:.3f}", f"{step_s[s]:.1f}"])
     print(f"azr train exited with {child.returncode}" + (" (stopped at the budget)" if stopped else ""))
-    print(summary_line(peaks, list(step_s.values())))
+    print(summarize(out))
     return 0
 
 
