@@ -149,6 +149,9 @@ class RunConfig:
     """Write TensorBoard logs when tensorboard is installed."""
     wandb_project: str | None = None
     """Log to this wandb project (needs `pip install wandb`)."""
+    mmap_threshold_mib: int = 0
+    """glibc only: serve every allocation of at least this many MiB with its own mmap, returned to the OS when freed
+    (azr/heap.py says why RSS creeps without it); 0 leaves glibc's own, self-raising threshold."""
 
 
 @dataclass(frozen=True)
@@ -370,6 +373,7 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         (op.mini_batches >= 1, "optim.mini_batches must be >= 1 (1 = one optimizer step per self-play step)"),
         (op.kl_coef >= 0 and op.entropy_coef >= 0, "optim.kl_coef and entropy_coef must be >= 0"),
         (run.steps >= 0 and run.save_every >= 1, "run.steps must be >= 0 and run.save_every >= 1"),
+        (0 <= run.mmap_threshold_mib <= 1024, "run.mmap_threshold_mib must be in 0..1024 MiB (0 = glibc's default)"),
         (cfg.eval.every >= 0, "--eval-every must be >= 0 (0 = off)"),
         (cfg.model.lora_rank >= 0, "model.lora_rank must be >= 0 (0 = full fine-tuning)"),
         (cfg.model.device in ("cpu", "cuda") or cfg.model.device.startswith("cuda:"),

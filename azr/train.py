@@ -31,6 +31,7 @@ from azr.buffers import TaskBuffer
 from azr.checkpoint import RngState, latest_checkpoint, load_checkpoint, save_checkpoint, space_warning
 from azr.distributed.ddp import DistContext, init_distributed
 from azr.distributed.engines import BuiltEngines, build_engines
+from azr.heap import memory_metrics, set_mmap_threshold
 from azr.metrics import MetricsLogger, read_metrics, spread_sample
 from azr.records import Rollout, StepBatch, TaskType
 from azr.selfplay import Engines, SelfPlayState, proposal_rollout, seed_buffers, selfplay_step
@@ -135,6 +136,7 @@ def setup(cfg: C.TrainConfig) -> Run:
     hf_logging.disable_progress_bar()  # our own progress display is the one to watch
 
     cfg = C.finalize(cfg)
+    set_mmap_threshold(cfg.run.mmap_threshold_mib)  # before the model's weights are allocated
     dist = init_distributed(cfg.model.device)
     main = dist is None or dist.is_main
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
@@ -278,6 +280,7 @@ def train(cfg: C.TrainConfig) -> Path:
             while run.state.step < cfg.run.steps:
                 with deferred_sigint():
                     metrics, batch = selfplay_step(run.eng, run.state, _stage_reporter(run, progress, task))
+                metrics.update(memory_metrics())
                 if cfg.eval.every and run.state.step % cfg.eval.every == 0:
                     progress.update(task, description=f"evaluating at step {run.state.step}…")
                     metrics.update(evaluate_now(run))

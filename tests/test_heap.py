@@ -1,0 +1,48 @@
+"""azr/heap.py: with glibc's mmap threshold fixed, freed tensors go back to the OS; with its default, they stay.
+
+Each case runs in its own interpreter: the allocator's settings and history are per process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from azr import heap
+
+PROBE = r"""
+import sys, torch
+from azr.heap import rss_bytes, set_mmap_threshold
+print(set_mmap_threshold(int(sys.argv[1])))
+warm = torch.ones(4 << 20); del warm     # a freed 16 MiB block: glibc raises its dynamic threshold past 2 MiB
+keep, big = [], []
+base = rss_bytes()
+for _ in range(150):                      # 300 MiB of 2 MiB tensors, each pinned in place by a small survivor
+    big.append(torch.ones(1 << 19))
+    keep.append(torch.ones(64))
+peak = rss_bytes()
+del big
+print((peak - base) >> 20, (peak - rss_bytes()) >> 20)
+"""
+
+pytestmark = pytest.mark.skipif(heap._libc() is None, reason="glibc's mallopt is needed")
+
+
+def run_probe(mib: int) -> tuple[bool, int, int]:
+    out = subprocess.run([sys.executable, "-c", PROBE, str(mib)], capture_output=True, text=True, check=True)
+    took, sizes = out.stdout.split("\n")[:2]
+    allocated, returned = map(int, sizes.split())
+    return took == "True", allocated, returned
+
+
+def test_fixed_threshold_returns_freed_tensors_and_the_default_keeps_them():
+    took, allocated, returned = run_probe(0)
+    assert not took and allocated >= 290 and returned < 0.2 * allocated  # glibc's default keeps them
+    took, allocated, returned = run_probe(1)
+    assert took and allocated >= 290 and returned > 0.9 * allocated
+
+
+def test_memory_metrics_are_this_process():
+    m = heap.memory_metrics()
+    assert 0 < m["memory/rss_gib"] <= m["memory/peak_rss_gib"]
