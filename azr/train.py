@@ -278,16 +278,21 @@ def train(cfg: C.TrainConfig) -> Path:
                 if run.log is not None:
                     run.log.log(0, base)
             while run.state.step < cfg.run.steps:
-                with deferred_sigint():
-                    metrics, batch = selfplay_step(run.eng, run.state, _stage_reporter(run, progress, task))
-                metrics.update(memory_metrics())
-                if cfg.eval.every and run.state.step % cfg.eval.every == 0:
-                    progress.update(task, description=f"evaluating at step {run.state.step}…")
-                    metrics.update(evaluate_now(run))
-                if run.log is not None:
-                    run.log.log(run.state.step, metrics)
-                    dumped = spread_sample(dumped_rollouts(batch, cfg), cfg.run.samples_per_step)
-                    run.log.dump_samples(run.state.step, dumped)
+                metrics: dict[str, float] | None = None
+                try:
+                    with deferred_sigint():
+                        metrics, batch = selfplay_step(run.eng, run.state, _stage_reporter(run, progress, task))
+                        metrics.update(memory_metrics())
+                    if cfg.eval.every and run.state.step % cfg.eval.every == 0:
+                        progress.update(task, description=f"evaluating at step {run.state.step}…")
+                        metrics.update(evaluate_now(run))
+                finally:
+                    # A finished step's row is written even when Ctrl-C stops the run right after it (or during
+                    # its evaluation): the step is in the checkpoint, so a resumed run will not redo it.
+                    if metrics is not None and run.log is not None:
+                        run.log.log(run.state.step, metrics)
+                        dumped = spread_sample(dumped_rollouts(batch, cfg), cfg.run.samples_per_step)
+                        run.log.dump_samples(run.state.step, dumped)
                 if run.state.step % cfg.run.save_every == 0 or run.state.step == cfg.run.steps:
                     save(run)
                     _warn_space(run, console)

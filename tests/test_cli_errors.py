@@ -182,6 +182,41 @@ def test_ctrl_c_during_a_save_finishes_the_checkpoint_then_exits_130(tmp_path):
     assert not (tmp_path / "r" / "metrics.jsonl").exists()  # it stopped: no step ran after the interrupt
 
 
+INTERRUPT_DURING_A_STEP = textwrap.dedent("""
+    import os, signal, sys
+    import azr.train as T
+
+    real_step = T.selfplay_step
+
+    def selfplay_step(eng, state, on_stage):
+        def stage(name):  # Ctrl-C lands in the middle of step 2's update
+            if state.step == 1 and name == "update":
+                os.kill(os.getpid(), signal.SIGINT)
+                print("SIGINT sent mid-step", file=sys.stdout, flush=True)
+            on_stage(name)
+
+        return real_step(eng, state, stage)
+
+    T.selfplay_step = selfplay_step
+    from azr.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_ctrl_c_during_a_step_finishes_it_logs_its_metrics_and_checkpoints_it(tmp_path):
+    """The step runs to its end (weights, buffers and counter change together), and its metrics row is written
+    before the run stops: the checkpoint holds the step, so a resumed run never redoes it and would never log it."""
+    from azr.checkpoint import latest_checkpoint, load_checkpoint
+    from azr.metrics import read_metrics
+
+    proc = run_azr("train", "--preset", "tiny-test", "--run.steps", "4", "--run.out-dir", str(tmp_path),
+                   "--run.name", "r", code=INTERRUPT_DURING_A_STEP)
+    assert "SIGINT sent mid-step" in proc.stdout
+    assert_one_line(proc, "train", 130, "interrupted at step 2", "checkpoint of step 2", "resume")
+    assert load_checkpoint(latest_checkpoint(tmp_path / "r")).step == 2
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
+
+
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback(how):
     args, env = (["--debug"], {}) if how == "flag" else ([], {"AZR_DEBUG": "1"})
