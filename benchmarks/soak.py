@@ -19,6 +19,7 @@ where ``early_peak_gib`` is the highest per-step peak over steps 5-14 and ``late
 (the creep goal: late <= early + 0.5 GiB over >= 40 steps); a value that cannot be computed (too few steps) is nan.
 
     python benchmarks/soak.py --out /tmp/soak --steps 40 --budget-min 75 -- --selfplay.batch-size 2
+    python benchmarks/soak.py --out /tmp/soak --plot rss.png /tmp/soak-other     # the soaks side by side
 """
 
 from __future__ import annotations
@@ -88,6 +89,31 @@ def summarize(out: Path) -> str:
     return summary_line({s: r["peak"] for s, r in steps.items()}, list(step_s.values()))
 
 
+def plot(png: Path, outs: list[Path]) -> Path:
+    """Per-step peak RSS (solid) and RSS as each step began (dashed) of one or more soaks, one colour each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for k, out in enumerate(outs):
+        with open(out / "steps.csv") as f:
+            rows = list(csv.DictReader(f))
+        steps = [int(r["step"]) for r in rows]
+        colour = f"C{k}"
+        label = (out / "label.txt").read_text().strip() if (out / "label.txt").exists() else out.name
+        ax.plot(steps, [float(r["peak_rss_gib"]) for r in rows], color=colour, label=f"{label}: peak")
+        ax.plot(steps, [float(r["start_rss_gib"]) for r in rows], color=colour, ls="--", label=f"{label}: at step start")
+    ax.set_xlabel("self-play step")
+    ax.set_ylabel("trainer RSS (GiB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    return png
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="directory for the log, samples and the run")
@@ -95,10 +121,15 @@ def main() -> int:
     ap.add_argument("--preset", default="cpu", help="the recipe to soak (tiny-test: a plumbing check in seconds)")
     ap.add_argument("--budget-min", type=float, default=0.0, help="stop (with a checkpoint) after this long; 0 = none")
     ap.add_argument("--summarize-only", action="store_true", help="recompute steps.csv and the last line from --out")
+    ap.add_argument("--plot", metavar="PNG", help="draw the per-step RSS of --out and of the soak directories given "
+                    "after it (their label.txt names each line) into PNG, and exit")
     ap.add_argument("extra", nargs="*", help="more `azr train` flags, after --")
     args = ap.parse_args()
     if args.summarize_only:
         print(summarize(Path(args.out)))
+        return 0
+    if args.plot:
+        print(plot(Path(args.plot), [Path(args.out), *map(Path, args.extra)]))
         return 0
     import psutil
 
