@@ -36,6 +36,8 @@ PANELS = (
     Panel("Valid proposals by task type", r"^propose/\w+/valid_frac$"),
     Panel("Buffer sizes", r"^buffer/\w+/size$"),
     Panel("Step time by stage (s)", r"^time/.+$"),
+    Panel("Trainer memory (GiB): RSS at the step's end, highest so far", r"^memory/.+_gib$"),
+    Panel("Prompt length (tokens)", r"^prompt/length_(mean|max)$"),
     Panel("Evaluation pass@1", r"^eval/.+/pass@1$"),
 )
 
@@ -84,6 +86,7 @@ def plot_panels(rows: list[dict], out_dir: Path) -> list[tuple[str, Path]]:
             _plot_line(ax, rows, k, k, markersize=3)
         ax.set_title(panel.title)
         ax.set_xlabel("step")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
@@ -151,6 +154,7 @@ def plot_runs(runs: dict[str, list[dict]], out_dir: Path) -> Path | None:
             _plot_line(ax, rows, key, name, markersize=2.5)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
