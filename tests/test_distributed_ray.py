@@ -140,7 +140,7 @@ def test_train_ray_two_steps_metrics_match_single_process(cluster, tmp_path):
         assert set(r_ray) == set(r_local)
         assert r_ray["update/sequences"] > 0
         for k, v in r_local.items():  # the same step, value for value; wall-clock figures aside
-            if not k.startswith(("time/", "perf/")):
+            if not k.startswith(("time/", "perf/", "memory/")):
                 assert r_ray[k] == pytest.approx(v, rel=1e-5, abs=1e-7), (r_local["step"], k, r_ray[k], v)
     meta = (ray_dir / "metadata.json").read_text()
     assert "Ray executor actors" in meta and "Ray rollout actors" in meta
