@@ -39,6 +39,7 @@ USER_ERRORS = (
     ("azr.eval.suite", "EvalDataError", EXIT_ERROR),
     ("azr.policy.base", "PolicyLoadError", EXIT_ERROR),
     ("azr.checkpoint", "CheckpointError", EXIT_ERROR),
+    ("azr.memory", "MemoryPlanError", EXIT_ERROR),
 )
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 

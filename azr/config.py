@@ -149,6 +149,13 @@ class RunConfig:
     """Write TensorBoard logs when tensorboard is installed."""
     wandb_project: str | None = None
     """Log to this wandb project (needs `pip install wandb`)."""
+    memory_plan: bool = True
+    """On CPU, estimate at start what the update will add to memory and fit it to what the machine has: cut
+    micro-batches to an activation budget, turn gradient checkpointing on where one long row would not fit, or stop
+    with one line when nothing fits (azr/memory.py). Off: use the settings as given."""
+    memory_limit_gib: float = 0.0
+    """Plan for a trainer that may take this many GiB in all (e.g. to leave room for other work) instead of what
+    the machine reports free; 0 = what it reports."""
     mmap_threshold_mib: int = 0
     """glibc only: serve every allocation of at least this many MiB with its own mmap, returned to the OS when freed
     (azr/heap.py says why RSS creeps without it); 0 leaves glibc's own, self-raising threshold."""
@@ -374,6 +381,7 @@ def finalize(cfg: TrainConfig) -> TrainConfig:
         (op.kl_coef >= 0 and op.entropy_coef >= 0, "optim.kl_coef and entropy_coef must be >= 0"),
         (run.steps >= 0 and run.save_every >= 1, "run.steps must be >= 0 and run.save_every >= 1"),
         (0 <= run.mmap_threshold_mib <= 1024, "run.mmap_threshold_mib must be in 0..1024 MiB (0 = glibc's default)"),
+        (run.memory_limit_gib >= 0, "run.memory_limit_gib must be >= 0 (0 = what the machine reports free)"),
         (cfg.eval.every >= 0, "--eval-every must be >= 0 (0 = off)"),
         (cfg.model.lora_rank >= 0, "model.lora_rank must be >= 0 (0 = full fine-tuning)"),
         (cfg.model.device in ("cpu", "cuda") or cfg.model.device.startswith("cuda:"),

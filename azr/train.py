@@ -19,10 +19,10 @@ import random
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -36,6 +36,9 @@ from azr.metrics import MetricsLogger, read_metrics, spread_sample
 from azr.records import Rollout, StepBatch, TaskType
 from azr.selfplay import Engines, SelfPlayState, proposal_rollout, seed_buffers, selfplay_step
 from azr.tasks import TASK_TYPES
+
+if TYPE_CHECKING:
+    from azr.memory import MemoryPlan
 
 SUMMARY_KEYS = (
     "propose/valid_frac", "format_error_frac/all", "propose/learnability/mean",
@@ -70,6 +73,8 @@ class Run:
     """This process's rank under torchrun; None when it runs alone."""
     saved_step: int | None = None
     """The step of the last checkpoint this process wrote (Ctrl-C right after a save need not save again)."""
+    memory: "MemoryPlan | None" = None
+    """How the update fits this machine's memory (CPU runs in one process; None elsewhere or when turned off)."""
 
     @property
     def is_main(self) -> bool:
@@ -147,11 +152,14 @@ def setup(cfg: C.TrainConfig) -> Run:
     ckpt = load_checkpoint(ckpt_path, expect_config=C.to_dict(cfg)) if ckpt_path else None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(C.to_dict(cfg), indent=1))
 
     torch.manual_seed(cfg.run.seed)
     rng = random.Random(cfg.run.seed)
     policy = load_policy(str(ckpt.model_dir) if ckpt else cfg.model.name, _policy_config(cfg, dist))
+    memory = None
+    if cfg.run.memory_plan and cfg.model.device == "cpu" and dist is None and not C.uses_ray(cfg):
+        memory = fit_memory(policy, cfg)
+        cfg = replace(cfg, model=replace(cfg.model, gradient_checkpointing=memory.gradient_checkpointing))
     optimizer = make_optimizer(list(policy.parameters()), cfg.optim)
     n = cfg.selfplay.n_induction_inputs
     buffers = {t: TaskBuffer.seeded(t, n_inputs=n) for t in TaskType}
@@ -165,6 +173,8 @@ def setup(cfg: C.TrainConfig) -> Run:
         buffers = {t: TaskBuffer.load(run_dir / "seeding" / f"{t}.jsonl", t) if
                    (run_dir / "seeding" / f"{t}.jsonl").exists() else buffers[t] for t in TaskType}
     state = SelfPlayState(step=step, buffers=buffers, rng=rng)
+    if main:  # after the memory plan, which may have turned gradient checkpointing on
+        (run_dir / "config.json").write_text(json.dumps(C.to_dict(cfg), indent=1))
     eval_items = None
     if cfg.eval.every:
         from azr.eval.runner import load_suite_items
@@ -191,7 +201,36 @@ def setup(cfg: C.TrainConfig) -> Run:
     except BaseException:
         built.close()
         raise
-    return Run(cfg, run_dir, built.eng, state, log, seeded, eval_items, built, dist)
+    return Run(cfg, run_dir, built.eng, state, log, seeded, eval_items, built, dist, memory=memory)
+
+
+def longest_prompt(policy, cfg: C.TrainConfig) -> int:
+    """Tokens of the longest prompt the run can build: a propose prompt showing K references, each at the
+    task-size cap (``selfplay.max_task_tokens``; 768, the paper's cap, where there is none), measured on the
+    identity seed's prompt of each type and its response prefix."""
+    sp = cfg.selfplay
+    cap = sp.max_task_tokens or 768
+    longest = 0
+    for t, module in TASK_TYPES.items():
+        seed = next(iter(TaskBuffer.seeded(t, n_inputs=sp.n_induction_inputs)))
+        prompt = module.propose_prompt([seed] * sp.k_refs, program=seed.program, n_inputs=sp.n_induction_inputs)
+        longest = max(longest, len(policy.encode_prompt(prompt)))
+    prefix = C.unescape(cfg.rollout.propose_prefix)
+    return longest + sp.k_refs * cap + len(policy.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+
+
+def fit_memory(policy, cfg: C.TrainConfig):
+    """The memory plan (azr/memory.py) for this run, applied to the policy: its learner cuts micro-batches to the
+    plan's activation budget, and gradient checkpointing is on where the plan needs it."""
+    from azr.heap import GIB, rss_bytes
+    from azr.memory import plan_for
+    from azr.policy.hf import LearnerBudget
+
+    limit = cfg.run.memory_limit_gib * GIB - rss_bytes() if cfg.run.memory_limit_gib else None
+    plan = plan_for(policy, cfg, longest_prompt(policy, cfg), available=limit)
+    policy.set_gradient_checkpointing(plan.gradient_checkpointing)
+    policy.learner_budget = LearnerBudget(plan.activation_budget, plan.cost)
+    return plan
 
 
 def evaluate_now(run: Run) -> dict[str, float]:
@@ -263,6 +302,8 @@ def train(cfg: C.TrainConfig) -> Path:
                   f"{cfg.run.steps} · sandbox: {', '.join(k for k, v in run.eng.pool.info.layers.items() if v)}")
     for w in run.eng.pool.info.warnings:
         console.print(f"[yellow]sandbox warning:[/] {w}")
+    if run.memory is not None:
+        console.print(run.memory.describe())
     _warn_space(run, console)
     try:
         with LogProgress(console=console, transient=False, disable=not run.is_main) as progress:

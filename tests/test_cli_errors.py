@@ -223,3 +223,18 @@ def test_debug_shows_the_traceback(how):
     proc = run_azr("eval", "--model", "tiny", "--n", "3", *args, env=env)
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr and "--temperature" in proc.stderr
+
+
+def test_too_little_memory_stops_before_any_work_with_one_line(tmp_path):
+    proc = run_azr("train", "--preset", "tiny-test", "--run.out-dir", str(tmp_path), "--run.memory-limit-gib", "0.05")
+    assert_one_line(proc, "train", 1, "the update needs", "available", "--model.lora-rank")
+    assert not (tmp_path / "tiny-test" / "checkpoints").exists() and not (tmp_path / "tiny-test" / "seeding").exists()
+
+
+def test_train_prints_its_memory_plan_and_can_skip_it(tmp_path):
+    proc = run_azr("train", "--preset", "tiny-test", "--run.steps", "1", "--run.out-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "memory: " in proc.stdout and "the update adds up to" in proc.stdout
+    proc = run_azr("train", "--preset", "tiny-test", "--run.steps", "1", "--run.out-dir", str(tmp_path / "off"),
+                   "--run.no-memory-plan")
+    assert proc.returncode == 0 and "memory: " not in proc.stdout

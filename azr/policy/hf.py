@@ -58,13 +58,14 @@ import copy
 import inspect
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from azr.memory import ActivationCost
 from azr.policy import slots
 from azr.policy.base import (
     Generation,
@@ -122,7 +123,22 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
-def _apply_lora(model: torch.nn.Module, lora: LoraSettings, seed: int) -> torch.nn.Module:
+def _set_checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """Gradient (activation) checkpointing on or off, non-reentrant, which works with frozen embeddings (LoRA)
+    without input-grad hacks. transformers 5 renamed the methods (the old names warn); older ones have only those."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
+def _apply_lora(model: torch.nn.Module, lora: LoraSettings, seed: int, adapter: Path | None = None) -> torch.nn.Module:
+    """`model` wrapped with trainable LoRA adapters: new ones (A seeded, B zero), or those saved in `adapter`."""
     try:
         import peft  # optional dependency: only LoRA runs need it
     except ImportError:
@@ -135,6 +151,12 @@ def _apply_lora(model: torch.nn.Module, lora: LoraSettings, seed: int) -> torch.
     cfg = peft.LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
     )
+    if adapter is not None:
+        loaded = peft.PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        got = loaded.peft_config["default"].r
+        if got != lora.r:
+            raise ValueError(f"the adapter in {adapter} has rank {got}, but this policy trains rank {lora.r}")
+        return loaded
     # Adapter A matrices are random: seed them without disturbing the caller's RNG stream.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -190,7 +212,9 @@ class HFPolicy:
         tokenizer: Any,
         config: PolicyConfig | None = None,
         info: ModelInfo | None = None,
+        adapter: Path | None = None,
     ) -> None:
+        """`adapter`: a saved LoRA adapter directory to continue training (needs ``config.lora``)."""
         self.info = info
         self.tokenizer = tokenizer
         self._device = resolve_device((config or PolicyConfig()).device)
@@ -202,9 +226,11 @@ class HFPolicy:
         model = model.to(device=self._device, dtype=self._param_dtype)
         if self.config.gradient_checkpointing:
             # Non-reentrant checkpointing works with frozen embeddings (LoRA) without input-grad hacks.
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _set_checkpointing(model, True)
         if self.config.lora is not None:
-            model = _apply_lora(model, self.config.lora, self.config.seed)
+            model = _apply_lora(model, self.config.lora, self.config.seed, adapter)
+        elif adapter is not None:
+            raise ValueError("an adapter to continue training needs a LoRA policy (config.lora)")
         model.eval()
         self.model = model
         self._cache_arg, self._has_logits_to_keep = _forward_kwargs(model)
@@ -228,6 +254,10 @@ class HFPolicy:
         # (`_score`); 0 turns it off. Same numbers as encoding them per row, up to kernel rounding.
         self.learner_share_min: int = 32
         self.learner_shared_tokens: int = 0  # prompt tokens the learner did not encode again, since construction
+        # Learner: the most bytes one grad micro-batch's saved activations may take (None: no limit). The trainer's
+        # memory plan sets it (azr/memory.py); micro-batches are cut to fit, and a row that alone does not fit is
+        # scored with gradient checkpointing.
+        self.learner_budget: LearnerBudget | None = None
         self.last_generate_stats = slots.SlotStats()
 
     # ------------------------------------------------------------------ basic accessors
@@ -316,6 +346,14 @@ class HFPolicy:
             p.requires_grad_(False)
             p.grad = None  # deepcopy copies .grad; the copy never trains
         return gen
+
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        """Turn activation recomputation in the update on or off after loading (the trainer's memory plan does,
+        azr/memory.py); ``config.gradient_checkpointing`` follows."""
+        if on == self.config.gradient_checkpointing:
+            return
+        _set_checkpointing(self.model, on)
+        self.config = replace(self.config, gradient_checkpointing=on)
 
     def set_train_forward(self, wrapper: torch.nn.Module | None) -> None:
         """Run grad-enabled scoring forwards through `wrapper` (e.g. ``DistributedDataParallel(policy.module)``)
@@ -492,16 +530,24 @@ class HFPolicy:
                 raise ValueError(f"row {i}: prompt and response must each have at least one token")
         t_full = max(len(r) for r in response_ids)
         share_min = self.learner_share_min if self._can_share(grad) else 0
-        for rows in _learner_microbatches(prompt_ids, response_ids, micro_batch, share_min):
+        budget = self.learner_budget if grad else None
+        for rows in _learner_microbatches(prompt_ids, response_ids, micro_batch, share_min, budget):
             prompts = [list(prompt_ids[i]) for i in rows]
-            logprobs, mask, entropy = self._score(
-                prompts,
-                [list(response_ids[i]) for i in rows],
-                grad=grad,
-                temperature=temperature,
-                with_entropy=with_entropy,
-                shared=self._shared_prefix_len(prompts, grad),
-            )
+            # One row over the budget: recompute its activations in backward rather than hold them.
+            recompute = budget is not None and not budget.fits(prompt_ids, response_ids, rows)
+            was = self.config.gradient_checkpointing
+            self.set_gradient_checkpointing(was or recompute)
+            try:
+                logprobs, mask, entropy = self._score(
+                    prompts,
+                    [list(response_ids[i]) for i in rows],
+                    grad=grad,
+                    temperature=temperature,
+                    with_entropy=with_entropy,
+                    shared=self._shared_prefix_len(prompts, grad),
+                )
+            finally:  # the checkpointed forward already holds its recompute function: backward needs no flag
+                self.set_gradient_checkpointing(was)
             pad = t_full - logprobs.shape[1]
             yield LogprobMicroBatch(
                 index=torch.tensor(rows, dtype=torch.long, device=self._device),
@@ -613,25 +659,30 @@ class HFPolicy:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, directory: str | Path) -> Path:
-        """Write weights (``param_dtype``), tokenizer and chat template in Hugging Face format.
+    def save(self, directory: str | Path, merged: bool = False) -> Path:
+        """Write the policy in Hugging Face format, with its tokenizer and chat template.
 
-        Under LoRA the adapters are merged into a copy first, so the directory is a plain full
-        model; the adapter alone is also written to ``<dir>/adapter`` for inspection with peft.
+        Full fine-tuning writes the weights (``param_dtype``). Under LoRA only the adapter is written, to
+        ``<dir>/adapter`` (a few MB where the full model is GBs): ``load_policy(dir)`` loads the base model named
+        in ``azr_policy.json`` and applies it (merged, or trainable again for a LoRA policy). ``merged=True``
+        also writes the full model with the adapters merged in, for tools that know nothing of adapters.
         ``azr_policy.json`` records where the weights came from and the policy config.
         """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        model = self.model
-        if self.config.lora is not None:
+        lora = self.config.lora is not None
+        if lora:
             self.model.save_pretrained(out / "adapter")
-            model = copy.deepcopy(self.model).merge_and_unload()
-        model.save_pretrained(out)
+        if merged or not lora:
+            model = copy.deepcopy(self.model).merge_and_unload() if lora else self.model
+            model.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
         meta = {
             "policy_config": asdict(self.config),
             "source": asdict(self.info) if self.info is not None else None,
-            "lora_merged": self.config.lora is not None,
+            "lora_merged": lora and merged,
+            "lora_adapter": "adapter" if lora else None,
+            "base_model": self.info.name if lora and self.info is not None else None,
         }
         (out / "azr_policy.json").write_text(json.dumps(meta, indent=2, default=str))
         return out
@@ -640,14 +691,34 @@ class HFPolicy:
 _GROUP_TOKENS = 128
 
 
+@dataclass(frozen=True)
+class LearnerBudget:
+    """The most bytes one grad micro-batch may save for backward, and what a micro-batch saves (measured by
+    `azr.memory.probe_activations` on this model). A micro-batch is padded to its longest prompt and response."""
+
+    max_bytes: float
+    cost: ActivationCost
+
+    def bytes(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], rows: Sequence[int]
+              ) -> float:
+        return self.cost.bytes(len(rows), max(len(prompt_ids[i]) for i in rows),
+                               max(len(response_ids[i]) for i in rows))
+
+    def fits(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], rows: Sequence[int]
+             ) -> bool:
+        return self.bytes(prompt_ids, response_ids, rows) <= self.max_bytes
+
+
 def _learner_microbatches(
-    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], micro_batch: int, share_min: int
+    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], micro_batch: int, share_min: int,
+    budget: LearnerBudget | None = None,
 ) -> Iterator[list[int]]:
     """Row indices of each scoring micro-batch. Without prefix sharing, longest first (least padding). With it,
     rows are grouped by their first `_GROUP_TOKENS` prompt tokens (which tell role and task type apart: the
     chat template, then the stage's instructions) and each group is chunked on its own, longest first, so a
     micro-batch never mixes groups and `_score` can encode its rows' instructions once. That costs at most one
-    short micro-batch per group."""
+    short micro-batch per group. With a `budget`, a micro-batch also ends before the row that would take it over
+    (a row alone always forms one). The loss is a token mean over the whole batch, so the cut changes no gradient."""
     def length(i: int) -> int:
         return len(prompt_ids[i]) + len(response_ids[i])
 
@@ -660,8 +731,15 @@ def _learner_microbatches(
         groups = sorted(by_key.values(), key=lambda rows: -max(length(i) for i in rows))
     for rows in groups:
         order = sorted(rows, key=lambda i: -length(i))
-        for start in range(0, len(order), micro_batch):
-            yield order[start : start + micro_batch]
+        chunk: list[int] = []
+        for i in order:
+            if chunk and (len(chunk) == micro_batch or
+                          (budget is not None and not budget.fits(prompt_ids, response_ids, [*chunk, i]))):
+                yield chunk
+                chunk = []
+            chunk.append(i)
+        if chunk:
+            yield chunk
 
 
 def _sample(logits: torch.Tensor, cfg: GenerationConfig, rng: torch.Generator) -> torch.Tensor:
