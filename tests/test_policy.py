@@ -417,13 +417,25 @@ def test_lora_trains_only_adapters(tmp_path):
     gens = policy.generate(PROMPTS[:2], GenerationConfig(max_new_tokens=4))
     assert all(len(g.response_ids) == 4 or g.finished for g in gens)
 
-    # Saved as a merged plain model: it loads without peft and scores like the adapter model.
+    # Saved as the adapter alone (no full weights); loaded without LoRA it is the base with the adapter merged
+    # in, and scores like the adapter model.
     out = policy.save(tmp_path / "lora")
-    assert (out / "adapter").is_dir()
-    plain = load_policy(str(out), PolicyConfig(device="cpu"))
+    assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "config.json").exists()
     a = policy.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs
+    plain = load_policy(str(out), PolicyConfig(device="cpu"))
+    assert plain.config.lora is None
     b = plain.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=4).logprobs
     torch.testing.assert_close(a, b, atol=3e-2, rtol=0)  # bf16 autocast on both sides
+    # loaded as a LoRA policy, the same adapters train on: identical trainable weights, in the same order
+    again = load_policy(str(out), PolicyConfig(device="cpu", lora=LoraSettings(r=4, alpha=8)))
+    for (n1, p1), (n2, p2) in zip(policy.module.named_parameters(), again.module.named_parameters()):
+        assert n1 == n2 and p1.requires_grad == p2.requires_grad and torch.equal(p1, p2), n1
+    # merged=True also writes a plain model that transformers loads without azr or peft
+    full = policy.save(tmp_path / "merged", merged=True)
+    assert (full / "config.json").is_file()
+    b = load_policy(str(full), PolicyConfig(device="cpu")).sequence_logprobs(p_ids, r_ids, grad=False,
+                                                                            micro_batch=4).logprobs
+    torch.testing.assert_close(a, b, atol=3e-2, rtol=0)
 
 
 def test_lora_without_peft_is_a_clear_error(monkeypatch):

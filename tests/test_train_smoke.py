@@ -229,3 +229,25 @@ def test_piped_output_has_a_line_at_each_stage_of_a_step(tmp_path, capsys, monke
         seen = [line.split(" · ")[1] for line in out.splitlines() if line.startswith(f"step {step}/2 · ")
                 and "into the step" in line]
         assert seen == ["propose", "validate", "learnability", "solve", "reward", "update", "metrics"], seen
+
+
+def test_lora_run_checkpoints_only_its_adapters_and_resumes_exactly(tmp_path, capsys):
+    """A LoRA checkpoint holds the adapters and their AdamW state, not the model: a run stopped after step 1 and
+    resumed trains on the same adapters, so its step 2 is the uninterrupted run's step 2 figure for figure."""
+    pytest.importorskip("peft")
+
+    def lora(out: Path, steps: int) -> C.TrainConfig:
+        cfg = tiny(out, steps)
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, lora_rank=4))
+
+    straight = read_metrics(train(lora(tmp_path / "straight", 2)))
+    train(lora(tmp_path / "resumed", 1))
+    ckpt = latest_checkpoint(tmp_path / "resumed" / "tiny-test")
+    assert (ckpt / "model" / "adapter" / "adapter_model.safetensors").is_file()
+    assert not list((ckpt / "model").glob("*.safetensors"))  # no full weights
+    resumed = read_metrics(train(lora(tmp_path / "resumed", 2)))
+    capsys.readouterr()
+    assert [r["step"] for r in resumed] == [r["step"] for r in straight] == [1, 2]
+    for a, b in zip(_comparable(resumed), _comparable(straight)):
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), (a["step"], k, a[k], b[k])

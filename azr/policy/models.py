@@ -116,10 +116,39 @@ def _hub_offline() -> bool:
 def load_policy(model: str = DEFAULT_MODEL, config: PolicyConfig | None = None) -> HFPolicy:
     """Resolve ``model`` (see module docstring), load it and wrap it in an :class:`HFPolicy`."""
     config = config or PolicyConfig()
+    adapter, base, base_seed = adapter_checkpoint(model)
     hf_model, tokenizer, info = load_model(
-        model, cache_dir=config.cache_dir, dtype=config.param_dtype, seed=config.seed
+        base or model, cache_dir=config.cache_dir, dtype=config.param_dtype,
+        seed=config.seed if base_seed is None else base_seed,
     )
-    return HFPolicy(hf_model, tokenizer, config, info)
+    if adapter is None:
+        return HFPolicy(hf_model, tokenizer, config, info)
+    if config.lora is not None:  # continue training the saved adapters
+        return HFPolicy(hf_model, tokenizer, config, info, adapter=adapter)
+    import peft
+
+    merged = peft.PeftModel.from_pretrained(hf_model, str(adapter)).merge_and_unload()
+    return HFPolicy(merged, tokenizer, config, info)
+
+
+def adapter_checkpoint(model: str) -> tuple[Path | None, str | None, int | None]:
+    """(adapter directory, base model, base seed) when `model` is a directory that `HFPolicy.save` wrote under
+    LoRA without the merged weights; (None, None, None) otherwise."""
+    path = Path(model).expanduser()
+    meta_file = path / "azr_policy.json"
+    if not path.is_dir() or (path / "config.json").exists() or not meta_file.exists():
+        return None, None, None
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PolicyLoadError(f"{meta_file} is corrupt ({e}); it names the base model of the adapter in {path}")
+    name = meta.get("lora_adapter")
+    if not name:
+        return None, None, None
+    if not meta.get("base_model") or not (path / name / "adapter_config.json").exists():
+        raise PolicyLoadError(f"{path} holds LoRA adapters but {'no base model name' if not meta.get('base_model') else 'no ' + name + '/adapter_config.json'}; "
+                              f"it cannot be loaded")
+    return path / name, meta["base_model"], (meta.get("policy_config") or {}).get("seed")
 
 
 def load_model(
