@@ -298,8 +298,8 @@ def cpu() -> TrainConfig:
     * lr 1e-6, the SPEC value: ten times that broke the proposer's answer format within two updates.
     * Temperature 0.7 (SPEC: 1.0), carried over from an earlier recipe and not re-tuned.
     * micro_batch 4: the learner keeps fp32 weights, gradients and AdamW states (~10 GB for 0.5B) besides a
-      micro-batch's activations, and the update's peak RSS reaches 20-23 GiB in bf16. Below 32 GiB of RAM add
-      `--model.gradient-checkpointing`.
+      micro-batch's activations (~2.5 MB a token in fp32). The memory plan at start (azr/memory.py) cuts
+      micro-batches to what the machine has and turns gradient checkpointing on where a long row needs it.
     * Seeding stops after 30 generations per type; the step loop tops short batches up from the buffers.
     """
     return TrainConfig(
