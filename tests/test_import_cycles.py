@@ -109,27 +109,32 @@ def test_finder_reports_a_cycle_and_passes_a_chain():
     assert find_cycle({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 3}}) == ["a", "b", "c", "a"]
 
 
-def test_graph_reads_lazy_and_from_imports(tmp_path):
+def _package(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A throwaway `azr` package under `tmp_path`: {path relative to it: source}."""
     pkg = tmp_path / "azr"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "sub" / "__init__.py").write_text("from azr.sub.leaf import x\n")
-    (pkg / "sub" / "leaf.py").write_text("def g():\n    from azr import top\n")
-    (pkg / "top.py").write_text("import azr.sub.leaf\nfrom azr.sub import leaf\n")
-    graph = import_graph(pkg)
+    for rel, text in {"__init__.py": "", **files}.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    return pkg
+
+
+def test_graph_reads_lazy_and_from_imports(tmp_path):
+    graph = import_graph(_package(tmp_path, {
+        "sub/__init__.py": "from azr.sub.leaf import x\n",
+        "sub/leaf.py": "def g():\n    from azr import top\n",
+        "top.py": "import azr.sub.leaf\nfrom azr.sub import leaf\n",
+    }))
     assert graph["azr.sub.leaf"] == {"azr.top": 2}
     assert graph["azr.top"] == {"azr.sub.leaf": 1}
     assert find_cycle(graph) == ["azr.sub.leaf", "azr.top", "azr.sub.leaf"]
 
 
 def test_graph_skips_type_checking_imports_and_folds_folders(tmp_path):
-    pkg = tmp_path / "azr"
-    (pkg / "ev").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "ev" / "__init__.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import azr.cfg\n")
-    (pkg / "ev" / "cmd.py").write_text("import azr.cfg\n")
-    (pkg / "cfg.py").write_text("def check():\n    from azr.ev import x\n")
-    graph = import_graph(pkg)
+    graph = import_graph(_package(tmp_path, {
+        "ev/__init__.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import azr.cfg\n",
+        "ev/cmd.py": "import azr.cfg\n",
+        "cfg.py": "def check():\n    from azr.ev import x\n",
+    }))
     assert graph["azr.ev"] == {} and find_cycle(graph) is None  # module by module, no cycle
     assert find_cycle(rooms(graph)) == ["azr.cfg", "azr.ev", "azr.cfg"]  # folder by folder, one
 
