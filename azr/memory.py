@@ -6,7 +6,7 @@ model (``estimate_need``):
 
 * weight gradients: one value per trainable parameter (``param_dtype``);
 * AdamW's two moments: two fp32 values per trainable parameter;
-* the generation copy of the weights, when rollouts run in another dtype or under LoRA (merged adapters);
+* the generation copy of the weights, when rollouts run in another dtype (under LoRA: with the adapters merged);
 * a frozen reference model when the loss has a KL term;
 * the activations autograd saves during one micro-batch's forward pass, measured on the real model
   (``probe_activations``: three short forwards with ``saved_tensors_hooks`` give a fixed part and a cost per
@@ -231,7 +231,7 @@ def plan_for(policy, cfg, prompt_tokens: int, available: float | None = None) ->
     trainable = policy.num_parameters(only_trainable=True)
     params = policy.num_parameters()
     param_bytes = getattr(torch, pc.param_dtype).itemsize
-    gen_copy = getattr(torch, pc.gen_dtype).itemsize if (pc.gen_dtype != pc.param_dtype or pc.lora) else 0
+    gen_copy = getattr(torch, pc.gen_dtype).itemsize if pc.gen_dtype != pc.param_dtype else 0  # HFPolicy._needs_gen_copy
     response = max(cfg.rollout.max_new_tokens_propose, cfg.rollout.max_new_tokens_solve)
     layers = getattr(policy.module.config, "num_hidden_layers", 1)
     return plan_memory(
