@@ -313,14 +313,21 @@ def cpu() -> TrainConfig:
 
 
 def quick() -> TrainConfig:
-    """The README's main job: the `cpu` recipe scaled down so that seeding plus 3 steps on the embedded Qwen
-    finish in minutes on 2 cores (7-13.5 in bf16 on AVX512-BF16 hosts, 20-30 in fp32 on AVX2 ones): n=2, and
-    seeding stops at 4 tasks per type or 8 generations per type. Enough to see valid proposals, growing buffers
-    and all six groups train; too short to measure learning."""
+    """The README's main job: the `cpu` recipe scaled down so that seeding plus 3 steps on the embedded Qwen finish
+    in minutes on 2 cores (7-13.5 in bf16 on AVX512-BF16 hosts, ~20 in fp32 on AVX2 ones): n=2, and seeding stops
+    at 4 tasks per type or 8 generations per type. Enough to see valid proposals, growing buffers and all six
+    groups train; too short to measure learning.
+
+    It trains LoRA adapters (rank 16, lr 1e-5: LoRA needs about ten times full fine-tuning's rate) rather than all
+    weights, so that a first run leaves a few MB of checkpoints where full fine-tuning's AdamW state takes 7.5 GB
+    each, and holds no gradients or AdamW state for the frozen 0.5B. `--model.lora-rank 0 --optim.lr 1e-6` runs
+    the recipe's full fine-tuning instead."""
     base = cpu()
     return dataclasses.replace(
         base,
+        model=dataclasses.replace(base.model, lora_rank=16),
         selfplay=dataclasses.replace(base.selfplay, n_mc=2, seed_factor=1, seed_max_tries=8),
+        optim=dataclasses.replace(base.optim, lr=1e-5),
         run=dataclasses.replace(base.run, name="azr-quick", steps=3),
     )
 

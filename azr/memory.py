@@ -111,11 +111,12 @@ class MemoryPlan:
     """Rows of the longest prompt and response that fit in one micro-batch (at most the configured micro-batch)."""
 
     def describe(self) -> str:
-        ckpt = " with gradient checkpointing (a row of the longest prompt would not fit without it)" \
+        ckpt = "; gradient checkpointing on (a row of the longest prompt would not fit without it)" \
             if self.gradient_checkpointing else ""
-        return (f"memory: {size(self.available)} available; the update adds up to "
-                f"{size(self.need.total)} ({self.need.describe()}); micro-batches of up to "
-                f"{self.rows_at_longest} longest rows{ckpt}")
+        rows = f"{self.rows_at_longest} row{'s' if self.rows_at_longest > 1 else ''}"
+        return (f"memory: {size(self.available)} available; the update adds up to {size(self.need.total)} "
+                f"({self.need.describe()}); a micro-batch holds {rows} of the longest prompt the config allows, "
+                f"more of shorter ones{ckpt}")
 
 
 def plan_memory(cost: ActivationCost, checkpointed_cost: ActivationCost, *, micro_batch: int,

@@ -140,10 +140,10 @@ def _set_checkpointing(model: torch.nn.Module, on: bool) -> None:
 def _apply_lora(model: torch.nn.Module, lora: LoraSettings, seed: int, adapter: Path | None = None) -> torch.nn.Module:
     """`model` wrapped with trainable LoRA adapters: new ones (A seeded, B zero), or those saved in `adapter`."""
     try:
-        import peft  # optional dependency: only LoRA runs need it
+        import peft  # imported here: only LoRA runs need it, and it is slow to import
     except ImportError:
         raise ImportError(
-            "LoRA needs the optional dependency `peft`: pip install 'azr[lora]' (or pip install peft)"
+            "LoRA needs `peft` (a dependency of azr; this environment lacks it): pip install peft"
         ) from None
     targets: str | list[str] = (
         lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
