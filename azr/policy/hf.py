@@ -57,6 +57,7 @@ import contextlib
 import copy
 import inspect
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -145,18 +146,26 @@ def _apply_lora(model: torch.nn.Module, lora: LoraSettings, seed: int, adapter: 
         raise ImportError(
             "LoRA needs `peft` (a dependency of azr; this environment lacks it): pip install peft"
         ) from None
-    targets: str | list[str] = (
-        lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
-    )
-    cfg = peft.LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
-    )
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing`: its warning says nothing to our users
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return _wrap_lora(peft, model, lora, seed, adapter)
+
+
+def _wrap_lora(peft: Any, model: torch.nn.Module, lora: LoraSettings, seed: int, adapter: Path | None
+               ) -> torch.nn.Module:
     if adapter is not None:
         loaded = peft.PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
         got = loaded.peft_config["default"].r
         if got != lora.r:
             raise ValueError(f"the adapter in {adapter} has rank {got}, but this policy trains rank {lora.r}")
         return loaded
+    targets: str | list[str] = (
+        lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    )
+    cfg = peft.LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
     # Adapter A matrices are random: seed them without disturbing the caller's RNG stream.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
