@@ -314,7 +314,7 @@ def cpu() -> TrainConfig:
 
 def quick() -> TrainConfig:
     """The README's main job: the `cpu` recipe scaled down so that seeding plus 3 steps on the embedded Qwen finish
-    in minutes on 2 cores (7-13.5 in bf16 on AVX512-BF16 hosts, ~20 in fp32 on AVX2 ones): n=2, and seeding stops
+    in minutes on 2 cores (7-13.5 in bf16 on AVX512-BF16 hosts, 12 in fp32 on an AVX2 one): n=2, and seeding stops
     at 4 tasks per type or 8 generations per type. Enough to see valid proposals, growing buffers and all six
     groups train; too short to measure learning.
 
