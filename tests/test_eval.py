@@ -284,6 +284,12 @@ def test_resolve_model_maps_runs_and_checkpoints(tmp_path):
     (tmp_path / "run" / "checkpoints" / "latest").write_text("step_000002")
     assert resolve_model(str(tmp_path / "run")) == str(step / "model")
     assert resolve_model(str(step)) == str(step / "model")
+    # a LoRA run's checkpoint holds adapters alone: no config.json, an azr_policy.json naming the base
+    lora = tmp_path / "lora" / "checkpoints" / "step_000001"
+    (lora / "model" / "adapter").mkdir(parents=True)
+    (lora / "model" / "azr_policy.json").write_text('{"lora_adapter": "adapter", "base_model": "tiny"}')
+    (tmp_path / "lora" / "checkpoints" / "latest").write_text("step_000001")
+    assert resolve_model(str(tmp_path / "lora")) == str(lora / "model")
 
 
 # -- end to end -------------------------------------------------------------------------------

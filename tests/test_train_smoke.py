@@ -251,3 +251,9 @@ def test_lora_run_checkpoints_only_its_adapters_and_resumes_exactly(tmp_path, ca
     for a, b in zip(_comparable(resumed), _comparable(straight)):
         for k in a:
             assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), (a["step"], k, a[k], b[k])
+    # `azr eval` takes the run directory: the base model with the adapters merged in
+    from azr.cli import main
+
+    rc = main(["eval", "--model", str(tmp_path / "resumed" / "tiny-test"), "--suite", "cruxeval-o", "--limit", "2",
+               "--max-new-tokens", "4", "--out", str(tmp_path / "ev")])
+    assert rc == 0 and list((tmp_path / "ev").glob("*.json"))

@@ -126,7 +126,8 @@ def resolve_model(spec: str) -> str:
         if ckpt is None:
             raise EvalDataError(f"{path} is a run directory without a finished checkpoint")
         path = ckpt
-    if (path / "model" / "config.json").is_file():
+    # a full model (config.json) or LoRA adapters alone (azr_policy.json names their base model)
+    if (path / "model" / "config.json").is_file() or (path / "model" / "azr_policy.json").is_file():
         return str(path / "model")
     return spec
 
