@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-GIB = 2**30
+from azr.heap import GIB
 
 
 def size(n: float) -> str:

@@ -593,3 +593,17 @@ def test_learner_prefix_sharing_under_lora_gives_the_same_adapter_gradients():
     assert g_on.keys() == g_off.keys() and all("lora_" in n for n in g_on)
     for name in g_off:
         _assert_close_to_scale(g_on[name], g_off[name], 1e-5, name)
+
+
+def test_a_broken_adapter_checkpoint_is_a_clear_load_error(tmp_path):
+    d = tmp_path / "model"
+    (d / "adapter").mkdir(parents=True)
+    (d / "azr_policy.json").write_text("{not json")
+    with pytest.raises(PolicyLoadError, match="corrupt"):
+        load_policy(str(d), PolicyConfig(device="cpu"))
+    (d / "azr_policy.json").write_text('{"lora_adapter": "adapter", "base_model": null}')
+    with pytest.raises(PolicyLoadError, match="names no base model"):
+        load_policy(str(d), PolicyConfig(device="cpu"))
+    (d / "azr_policy.json").write_text('{"lora_adapter": "adapter", "base_model": "tiny"}')
+    with pytest.raises(PolicyLoadError, match="adapter_config.json"):
+        load_policy(str(d), PolicyConfig(device="cpu"))

@@ -145,9 +145,10 @@ def adapter_checkpoint(model: str) -> tuple[Path | None, str | None, int | None]
     name = meta.get("lora_adapter")
     if not name:
         return None, None, None
-    if not meta.get("base_model") or not (path / name / "adapter_config.json").exists():
-        raise PolicyLoadError(f"{path} holds LoRA adapters but {'no base model name' if not meta.get('base_model') else 'no ' + name + '/adapter_config.json'}; "
-                              f"it cannot be loaded")
+    if not meta.get("base_model"):
+        raise PolicyLoadError(f"{path} holds LoRA adapters but {meta_file.name} names no base model; it cannot be loaded")
+    if not (path / name / "adapter_config.json").exists():
+        raise PolicyLoadError(f"{path} holds LoRA adapters but no {name}/adapter_config.json; it cannot be loaded")
     return path / name, meta["base_model"], (meta.get("policy_config") or {}).get("seed")
 
 
