@@ -32,13 +32,8 @@ def worked_example(shown: str) -> str:
                                  f"I need a + 2 * b = {out}; a = {a}, b = {b} works.")
 
 
-def solve_prompt(task: Task) -> str:
-    return base.program_solve_prompt(prompts.ABDUCTION_SOLVE, worked_example, task.program,
-                                     prompts.render_output(task.output))
-
-
-def parse_answer(response: str) -> str | FormatError:
-    return parsing.parse_input_answer(response)
+solve_prompt = functools.partial(base.program_solve_prompt, prompts.ABDUCTION_SOLVE, worked_example, base.shown_output)
+parse_answer = parsing.parse_input_answer
 
 
 def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:

@@ -96,11 +96,22 @@ def drawn_example(shown: str) -> tuple[int, int, int, str]:
     return a, b, a + 2 * b, prompts.render_program(prompts.SOLVE_EXAMPLE_PROGRAM)
 
 
-def program_solve_prompt(template: str, worked_example: Callable[[str], str], program: str, given: str) -> str:
-    """A deduction or abduction solve prompt: the program and what is `given` (an input or an output), after a
-    worked example drawn from them."""
-    shown = f"{prompts.render_program(program)}\n{given}"
+def program_solve_prompt(template: str, worked_example: Callable[[str], str], given: Callable[[Task], str],
+                         task: Task) -> str:
+    """A deduction or abduction solve prompt: the task's program and what is `given` of it (its input or its
+    output, rendered), after a worked example drawn from them."""
+    shown = f"{prompts.render_program(task.program)}\n{given(task)}"
     return solve_prompt(template, worked_example(shown), shown)
+
+
+def shown_input(task: Task) -> str:
+    """What a deduction solver is given besides the program: the rendered input."""
+    return prompts.render_input(task.input)
+
+
+def shown_output(task: Task) -> str:
+    """What an abduction solver is given besides the program: the rendered output."""
+    return prompts.render_output(task.output)
 
 
 def solve_prompt(template: str, example: str, task_text: str) -> str:

@@ -32,13 +32,8 @@ def worked_example(shown: str) -> str:
                                  f"a + 2 * b = {a} + {2 * b} = {out}")
 
 
-def solve_prompt(task: Task) -> str:
-    return base.program_solve_prompt(prompts.DEDUCTION_SOLVE, worked_example, task.program,
-                                     prompts.render_input(task.input))
-
-
-def parse_answer(response: str) -> str | FormatError:
-    return parsing.parse_output_answer(response)
+solve_prompt = functools.partial(base.program_solve_prompt, prompts.DEDUCTION_SOLVE, worked_example, base.shown_input)
+parse_answer = parsing.parse_output_answer
 
 
 def check(pool: SandboxPool, tasks: Sequence[Task], answers: Sequence[str | FormatError]) -> list[bool]:
