@@ -41,6 +41,13 @@ def set_mmap_threshold(mib: int) -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(mib << 20)))
 
 
+def trim() -> bool:
+    """Give the heap's free memory back to the OS (glibc ``malloc_trim(0)``), so that RSS shows what is in use. True
+    when some memory was released."""
+    libc = _libc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
 def rss_bytes() -> int:
     """This process's resident set size now (0 where /proc is missing)."""
     try:

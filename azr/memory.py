@@ -143,6 +143,26 @@ def plan_memory(cost: ActivationCost, checkpointed_cost: ActivationCost, *, micr
     return MemoryPlan(ckpt, budget, need, available, used, rows)
 
 
+def update_budget(plan: MemoryPlan, *, available: float, optimizer_held: float) -> float:
+    """The activation budget for an update about to start, from memory as it is then: ``min(plan budget,
+    (available - to_come·(1 + MARGIN) - RUNTIME) / (1 + MARGIN))``, where ``available`` is what the process may
+    still take now and ``to_come = gradients + max(0, optimizer - optimizer_held)``: what the update will allocate
+    besides activations (the generation copy and the reference are already held by then, AdamW's moments from
+    the second update on). The plan at start cannot see what the process holds by the time of an update (the
+    rollouts' heap, buffers); this can, so a memory limit holds for the update. May be negative: nothing fits,
+    and the learner recomputes every row (the smallest it can do)."""
+    to_come = plan.need.gradients + max(0.0, plan.need.optimizer - optimizer_held)
+    now = (available - to_come * (1 + MARGIN) - RUNTIME) / (1 + MARGIN)
+    return min(plan.activation_budget, now)
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of the tensors a torch optimizer keeps between steps (AdamW: its two moments once it has stepped)."""
+    import torch
+
+    return sum(v.nbytes for st in optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor))
+
+
 def with_backward(full: ActivationCost, checkpointed: ActivationCost, layers: int
                   ) -> tuple[ActivationCost, ActivationCost]:
     """Both costs plus what backward holds at once on top of the saved activations: one layer's activations

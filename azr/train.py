@@ -19,7 +19,7 @@ import random
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -31,7 +31,7 @@ from azr.buffers import TaskBuffer
 from azr.checkpoint import RngState, latest_checkpoint, load_checkpoint, save_checkpoint, space_warning
 from azr.distributed.ddp import DistContext, init_distributed
 from azr.distributed.engines import BuiltEngines, build_engines
-from azr.heap import memory_metrics, set_mmap_threshold
+from azr.heap import GIB, memory_metrics, rss_bytes, set_mmap_threshold
 from azr.metrics import MetricsLogger, read_metrics, spread_sample
 from azr.records import Rollout, StepBatch, TaskType
 from azr.selfplay import Engines, SelfPlayState, proposal_rollout, seed_buffers, selfplay_step
@@ -75,6 +75,28 @@ class Run:
     """The step of the last checkpoint this process wrote (Ctrl-C right after a save need not save again)."""
     memory: "MemoryPlan | None" = None
     """How the update fits this machine's memory (CPU runs in one process; None elsewhere or when turned off)."""
+    update_memory: dict[str, float] = field(default_factory=dict)
+    """``memory/update_*`` metrics of the last update's budget (`before_stage`), for the step's row."""
+
+    def before_stage(self, stage: str) -> None:
+        """Called as each stage of a step begins. Before the update, the learner's activation budget is set again
+        from what the process holds then (`azr.memory.update_budget`): the plan at start cannot see the rollouts'
+        heap, so without this `--run.memory-limit-gib` would not hold."""
+        if stage != "update" or self.memory is None:
+            return
+        from azr.heap import trim
+        from azr.memory import available_bytes, optimizer_state_bytes, update_budget
+        from azr.policy.hf import LearnerBudget
+
+        trim()  # what the rollouts freed goes back to the OS, so RSS and MemAvailable count only what is in use
+        held = rss_bytes()
+        limit = self.cfg.run.memory_limit_gib
+        available = limit * GIB - held if limit else available_bytes()
+        budget = update_budget(self.memory, available=available,
+                               optimizer_held=optimizer_state_bytes(self.eng.optimizer))
+        self.eng.policy.learner_budget = LearnerBudget(budget, self.memory.cost)
+        self.update_memory = {"memory/update_start_rss_gib": held / GIB,
+                              "memory/update_budget_gib": max(budget, 0.0) / GIB}
 
     @property
     def is_main(self) -> bool:
@@ -222,7 +244,6 @@ def longest_prompt(policy, cfg: C.TrainConfig) -> int:
 def fit_memory(policy, cfg: C.TrainConfig):
     """The memory plan (azr/memory.py) for this run, applied to the policy: its learner cuts micro-batches to the
     plan's activation budget, and gradient checkpointing is on where the plan needs it."""
-    from azr.heap import GIB, rss_bytes
     from azr.memory import plan_for
     from azr.policy.hf import LearnerBudget
 
@@ -323,7 +344,7 @@ def train(cfg: C.TrainConfig) -> Path:
                 try:
                     with deferred_sigint():
                         metrics, batch = selfplay_step(run.eng, run.state, _stage_reporter(run, progress, task))
-                        metrics.update(memory_metrics())
+                        metrics.update(memory_metrics(), **run.update_memory)
                     if cfg.eval.every and run.state.step % cfg.eval.every == 0:
                         progress.update(task, description=f"evaluating at step {run.state.step}…")
                         metrics.update(evaluate_now(run))
@@ -363,6 +384,7 @@ def _stage_reporter(run: Run, progress, task) -> Callable[[str], None]:
     step, t0 = run.state.step + 1, time.monotonic()
 
     def on_stage(stage: str) -> None:
+        run.before_stage(stage)
         text = f"step {step}/{run.cfg.run.steps} · {stage}"
         progress.note(task, f"{text}…", f"{text} · {timedelta(seconds=int(time.monotonic() - t0))} into the step")
 

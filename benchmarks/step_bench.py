@@ -148,7 +148,7 @@ def main() -> None:
         FLOPS.clear()
         COUNTS.clear()
         t0 = time.perf_counter()
-        metrics, _ = selfplay_step(eng, run.state)
+        metrics, _ = selfplay_step(eng, run.state, run.before_stage)
         step_s = time.perf_counter() - t0
         flops = sum(FLOPS.values())
         row = {"step": step_s, **{k: metrics.get(f"time/{k}", 0.0) for k in ("propose", "learnability", "solve",
@@ -172,6 +172,9 @@ def main() -> None:
         print(f"  FLOPs: rollouts {FLOPS['gen'] / 1e12:.2f} T, learner {FLOPS['learner'] / 1e12:.2f} T; "
               f"step {flops / 1e12:.2f} TFLOP / ({step_s:.1f}s x {peak / 1e9:.0f} GFLOP/s) = {frac:.1%} of peak; "
               f"peak RSS {rss_gib:.2f} GiB")
+        if run.update_memory:
+            print(f"  memory: the update began at {run.update_memory['memory/update_start_rss_gib']:.2f} GiB RSS "
+                  f"with an activation budget of {run.update_memory['memory/update_budget_gib']:.2f} GiB")
         for k, v in row.items():
             totals[k] += v
         totals["frac"] += frac

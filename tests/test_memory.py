@@ -4,6 +4,7 @@ too-little-memory path."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from azr.memory import (MARGIN, RUNTIME, ActivationCost, MemoryPlanError, estimate_need, plan_memory,
-                        probe_activations, with_backward)
+from azr.memory import (MARGIN, RUNTIME, ActivationCost, MemoryPlanError, estimate_need, optimizer_state_bytes,
+                        plan_memory, probe_activations, update_budget, with_backward)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +72,62 @@ def test_plan_stops_with_one_line_when_nothing_fits():
                     available=_available(50), **STATIC)
     msg = str(e.value)
     assert "\n" not in msg and "--model.lora-rank" in msg and "available" in msg
+
+
+def test_update_budget_counts_what_the_update_still_allocates_by_hand():
+    GIB = 2**30
+    # gradients 1 GiB, AdamW 2 GiB; the plan at start allowed 10 GiB of activations
+    plan = plan_memory(FULL, CKPT, micro_batch=4, gradient_checkpointing=False, prompt_tokens=90, response_tokens=10,
+                       available=_available(10 * GIB), **STATIC)
+    plan = dataclasses.replace(plan, need=dataclasses.replace(plan.need, gradients=1 * GIB, optimizer=2 * GIB))
+    # first update: gradients and AdamW to come, (8 - 3 * 1.25 - 0.5) / 1.25 = 3.0 GiB
+    assert update_budget(plan, available=8 * GIB, optimizer_held=0) == pytest.approx(3.0 * GIB)
+    # later updates: AdamW's moments are held already, (8 - 1 * 1.25 - 0.5) / 1.25 = 5.0 GiB
+    assert update_budget(plan, available=8 * GIB, optimizer_held=2 * GIB) == pytest.approx(5.0 * GIB)
+    # never more than the plan at start allowed; below zero when nothing fits
+    assert update_budget(plan, available=100 * GIB, optimizer_held=0) == pytest.approx(10 * GIB)
+    assert update_budget(plan, available=1 * GIB, optimizer_held=0) < 0
+
+
+def test_optimizer_state_bytes_by_hand():
+    layer = torch.nn.Linear(4, 3)  # 12 weights + 3 biases
+    opt = torch.optim.AdamW(layer.parameters())
+    assert optimizer_state_bytes(opt) == 0  # AdamW allocates its moments at its first step
+    layer(torch.ones(1, 4)).sum().backward()
+    opt.step()
+    # two fp32 moments per parameter, and one fp32 step counter per tensor: 2 * 15 * 4 + 2 * 4
+    assert optimizer_state_bytes(opt) == 128
+
+
+def test_before_the_update_the_budget_follows_what_the_process_holds(tmp_path):
+    """`Run.before_stage("update")` sets the learner's budget from the RSS and the limit at that moment: one more
+    GiB of limit gives 1 / 1.25 GiB more activations; the other stages leave the budget alone."""
+    from azr import config as C
+    from azr.heap import GIB, rss_bytes
+    from azr.train import setup
+
+    cfg = C.tiny_test()
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp_path), memory_limit_gib=64.0))
+    run = setup(cfg)
+    try:
+        at_start = run.eng.policy.learner_budget.max_bytes
+        assert at_start == run.memory.activation_budget
+        run.before_stage("propose")
+        assert run.eng.policy.learner_budget.max_bytes == at_start and not run.update_memory
+
+        def budget_at(limit_over_rss_gib: float) -> float:
+            limit = rss_bytes() / GIB + limit_over_rss_gib
+            run.cfg = dataclasses.replace(run.cfg, run=dataclasses.replace(run.cfg.run, memory_limit_gib=limit))
+            run.before_stage("update")
+            return run.eng.policy.learner_budget.max_bytes
+
+        one, two = budget_at(1.0), budget_at(2.0)
+        assert 0 < one < two < at_start
+        assert two - one == pytest.approx(GIB / (1 + MARGIN), abs=64 * 2**20)  # RSS may move a little in between
+        assert run.update_memory["memory/update_budget_gib"] == pytest.approx(two / GIB)
+        assert budget_at(-1.0) < 0 and run.update_memory["memory/update_budget_gib"] == 0.0
+    finally:
+        run.close()
 
 
 def test_probe_counts_what_autograd_saves_linearly_in_tokens():

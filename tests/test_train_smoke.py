@@ -61,6 +61,8 @@ def test_every_stage_ran_and_metrics_are_finite(two_steps):
             assert f"reward/solve/{t}/mean" in r and f"reward/propose/{t}/mean" in r
         assert r["update/sequences"] > 0
         assert r["prompt/length_max"] >= r["prompt/length_mean"] > 0
+        # the memory plan set the learner's budget again before each update, from what the process held then
+        assert r["memory/update_budget_gib"] > 0 and 0 < r["memory/update_start_rss_gib"] <= r["memory/peak_rss_gib"]
 
 
 def test_artefacts_exist(two_steps):
