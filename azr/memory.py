@@ -252,7 +252,7 @@ def plan_for(policy, cfg, prompt_tokens: int, available: float | None = None) ->
     trainable = policy.num_parameters(only_trainable=True)
     params = policy.num_parameters()
     param_bytes = getattr(torch, pc.param_dtype).itemsize
-    gen_copy = getattr(torch, pc.gen_dtype).itemsize if pc.gen_dtype != pc.param_dtype else 0  # HFPolicy._needs_gen_copy
+    gen_copy = policy.gen_copy_dtype.itemsize if policy.gen_copy_dtype is not None else 0
     response = max(cfg.rollout.max_new_tokens_propose, cfg.rollout.max_new_tokens_solve)
     layers = getattr(policy.module.config, "num_hidden_layers", 1)
     return plan_memory(

@@ -130,6 +130,21 @@ def test_before_the_update_the_budget_follows_what_the_process_holds(tmp_path):
         run.close()
 
 
+@pytest.mark.parametrize("gen_dtype", ["float32", "bfloat16"])
+def test_plan_counts_a_generation_copy_only_where_rollouts_read_another_dtype(gen_dtype):
+    from azr import config as C
+    from azr.memory import plan_for
+    from azr.policy import PolicyConfig, load_policy
+
+    policy = load_policy("tiny", PolicyConfig(device="cpu", seed=0, gen_dtype=gen_dtype))
+    plan = plan_for(policy, C.tiny_test(), prompt_tokens=64, available=64 * 2**30)
+    if gen_dtype == "float32":  # the trained fp32 weights are what generation reads
+        assert policy.gen_copy_dtype is None and plan.need.generation_copy == 0
+    else:
+        assert policy.gen_copy_dtype is torch.bfloat16
+        assert plan.need.generation_copy == 2 * policy.num_parameters()
+
+
 def test_probe_counts_what_autograd_saves_linearly_in_tokens():
     from azr.policy import PolicyConfig, load_policy
 

@@ -319,11 +319,14 @@ class HFPolicy:
 
     # ------------------------------------------------------------------ generation weights
 
-    def _needs_gen_copy(self) -> bool:
-        return self._gen_dtype != self._param_dtype
+    @property
+    def gen_copy_dtype(self) -> torch.dtype | None:
+        """The dtype of the separate copy of the weights that rollouts read (under LoRA: with the adapters merged),
+        or None when generation reads the trained weights themselves (the same dtype)."""
+        return self._gen_dtype if self._gen_dtype != self._param_dtype else None
 
     def _generation_model(self) -> torch.nn.Module:
-        if not self._needs_gen_copy():
+        if self.gen_copy_dtype is None:
             return self.model
         if self.config.lora is not None:
             trainable = list(self.parameters())
