@@ -18,6 +18,11 @@ model (``estimate_need``):
 it (a row that alone does not fit is recomputed in backward), and the whole run uses gradient checkpointing when
 even one row of the longest prompt would not fit without it. It says what it chose; when nothing fits it raises
 one line (:class:`MemoryPlanError`) that says what to change. GPU runs are not planned here (their limit is the GPU's memory).
+
+The plan at start sees only what the trainer holds before its first rollout. By the time of an update the process
+also holds what the rollouts left (the allocator's heap, the buffers), so as each update begins the trainer trims
+the heap and sets the budget again from the memory it can take then (``update_budget``): that is what makes
+``--run.memory-limit-gib`` hold for the update, the stage where the process peaks.
 """
 
 from __future__ import annotations
