@@ -146,10 +146,17 @@ def _apply_lora(model: torch.nn.Module, lora: LoraSettings, seed: int, adapter: 
         raise ImportError(
             "LoRA needs `peft` (a dependency of azr; this environment lacks it): pip install peft"
         ) from None
-    with warnings.catch_warnings():
-        # peft reads transformers' deprecated `is_gradient_checkpointing`: its warning says nothing to our users
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with peft_quiet():
         return _wrap_lora(peft, model, lora, seed, adapter)
+
+
+@contextlib.contextmanager
+def peft_quiet() -> Iterator[None]:
+    """peft reads transformers' deprecated `is_gradient_checkpointing` when it wraps or loads adapters: its
+    FutureWarning says nothing to our users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _wrap_lora(peft: Any, model: torch.nn.Module, lora: LoraSettings, seed: int, adapter: Path | None

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from azr.policy.base import DEFAULT_MODEL, ModelInfo, PolicyConfig, PolicyLoadError
-from azr.policy.hf import HFPolicy, torch_dtype
+from azr.policy.hf import HFPolicy, peft_quiet, torch_dtype
 
 CACHE_ENV = "AZR_CACHE"
 _CACHE_MARKER = "azr_cache.json"
@@ -127,7 +127,8 @@ def load_policy(model: str = DEFAULT_MODEL, config: PolicyConfig | None = None) 
         return HFPolicy(hf_model, tokenizer, config, info, adapter=adapter)
     import peft
 
-    merged = peft.PeftModel.from_pretrained(hf_model, str(adapter)).merge_and_unload()
+    with peft_quiet():
+        merged = peft.PeftModel.from_pretrained(hf_model, str(adapter)).merge_and_unload()
     return HFPolicy(merged, tokenizer, config, info)
 
 
