@@ -113,8 +113,9 @@ class OptimConfig:
     """PPO mini-batches per self-play step: the step's rollouts are split into this many parts and the optimizer
     steps once per part, all against the old log-probs taken before the first (reference: 384 / 128 = 3)."""
     kl_coef: float = 0.0
-    """KL-to-reference coefficient (k3 estimator against a frozen copy of the starting model, which costs a second
-    model in memory and a forward pass per update); 0 disables it (SPEC: off by default)."""
+    """KL-to-reference coefficient (k3 estimator against the frozen starting model: a second copy in memory, or
+    under LoRA the base model with the adapters off; either costs a forward pass per update); 0 disables it (SPEC:
+    off by default)."""
     entropy_coef: float = 0.0
     """Entropy bonus coefficient."""
     micro_batch: int = 8

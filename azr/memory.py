@@ -248,9 +248,11 @@ def probe_activations(policy, gradient_checkpointing: bool, *, sizes: Sequence[t
     return ActivationCost(max(fixed, 0.0), max(per_p, 0.0), max(per_r, 0.0))
 
 
-def plan_for(policy, cfg, prompt_tokens: int, available: float | None = None) -> MemoryPlan:
+def plan_for(policy, cfg, prompt_tokens: int, available: float | None = None, reference_copy: bool | None = None
+             ) -> MemoryPlan:
     """:func:`plan_memory` for a loaded policy and a :class:`~azr.config.TrainConfig`; `prompt_tokens` is the
-    longest prompt the run can build."""
+    longest prompt the run can build; `reference_copy`: whether the KL term loads a second copy of the model
+    (default: whenever the loss has a KL term)."""
     import torch
 
     pc = policy.config
@@ -266,4 +268,4 @@ def plan_for(policy, cfg, prompt_tokens: int, available: float | None = None) ->
         prompt_tokens=prompt_tokens, response_tokens=response,
         available=available_bytes() if available is None else available,
         trainable=trainable, params=params, param_bytes=param_bytes, gen_copy_bytes=gen_copy,
-        kl=cfg.optim.uses_kl)
+        kl=cfg.optim.uses_kl if reference_copy is None else reference_copy)

@@ -27,7 +27,7 @@ from azr.complexity import batch_complexity, distinct_fraction, mean_edit_distan
 from azr.config import TrainConfig
 from azr.executor import InvalidReason, SandboxPool, Validation
 from azr.loss import ppo_clip_loss
-from azr.policy import Generation, GenerationConfig, Policy
+from azr.policy import Generation, GenerationConfig, Policy, Scorer
 from azr.records import FormatError, Proposal, Role, Rollout, StepBatch, Task, TaskType
 from azr.tasks import TASK_TYPES
 from azr.tasks.base import is_trivial, task_text
@@ -54,7 +54,7 @@ class Engines:
     pool: SandboxPool
     optimizer: torch.optim.Optimizer
     cfg: TrainConfig
-    reference: Policy | None = None
+    reference: Scorer | None = None
     """The frozen starting policy for the KL penalty; None unless `optim.uses_kl`."""
 
 
@@ -294,7 +294,7 @@ def update_stage(eng: Engines, batch: StepBatch, gens: Sequence[Generation]) -> 
     return out
 
 
-def _score(policy: Policy, rows: Sequence[int], gens: Sequence[Generation], cfg: TrainConfig) -> torch.Tensor:
+def _score(policy: Scorer, rows: Sequence[int], gens: Sequence[Generation], cfg: TrainConfig) -> torch.Tensor:
     """(len(rows), T) no-grad log-probs of the given rollouts under `policy`, in `rows` order."""
     return policy.sequence_logprobs([gens[i].prompt_ids for i in rows], [gens[i].response_ids for i in rows],
                                     grad=False, micro_batch=cfg.optim.micro_batch,

@@ -202,11 +202,7 @@ def setup(cfg: C.TrainConfig) -> Run:
         from azr.eval.runner import load_suite_items
 
         eval_items = load_suite_items(cfg.eval.suites, cfg.eval.data, cfg.eval.limit, cfg.eval.split)
-    reference = None
-    if cfg.optim.uses_kl:  # the KL anchor is the model the run started from, also after a resume
-        reference = load_policy(cfg.model.name, _policy_config(cfg, dist))
-        for p in reference.module.parameters():
-            p.requires_grad_(False)
+    reference = kl_reference(cfg, policy, dist) if cfg.optim.uses_kl else None
     built = build_engines(cfg, policy, optimizer, dist, reference)
     log = None
     try:
@@ -241,6 +237,29 @@ def longest_prompt(policy, cfg: C.TrainConfig) -> int:
     return longest + sp.k_refs * cap + len(policy.tokenizer(prefix, add_special_tokens=False)["input_ids"])
 
 
+def reference_shares_weights(cfg: C.TrainConfig) -> bool:
+    """Whether the KL reference is the policy itself with its adapters off (`kl_reference`): LoRA adapters that
+    started fresh on a model without adapters of its own."""
+    from azr.policy.models import adapter_checkpoint
+
+    return cfg.model.lora_rank > 0 and adapter_checkpoint(cfg.model.name)[0] is None
+
+
+def kl_reference(cfg: C.TrainConfig, policy, dist: DistContext | None):
+    """The KL anchor: the model the run started from, also after a resume. Under LoRA that is the base model, so
+    the policy scores it with its adapters off (no second copy of the weights); otherwise a frozen copy is
+    loaded from `model.name`."""
+    from azr.policy import load_policy
+    from azr.policy.hf import AdaptersOff
+
+    if reference_shares_weights(cfg):
+        return AdaptersOff(policy)
+    reference = load_policy(cfg.model.name, _policy_config(cfg, dist))
+    for p in reference.module.parameters():
+        p.requires_grad_(False)
+    return reference
+
+
 def fit_memory(policy, cfg: C.TrainConfig):
     """The memory plan (azr/memory.py) for this run, applied to the policy: its learner cuts micro-batches to the
     plan's activation budget, and gradient checkpointing is on where the plan needs it."""
@@ -248,7 +267,8 @@ def fit_memory(policy, cfg: C.TrainConfig):
     from azr.policy.hf import LearnerBudget
 
     limit = cfg.run.memory_limit_gib * GIB - rss_bytes() if cfg.run.memory_limit_gib else None
-    plan = plan_for(policy, cfg, longest_prompt(policy, cfg), available=limit)
+    plan = plan_for(policy, cfg, longest_prompt(policy, cfg), available=limit,
+                    reference_copy=cfg.optim.uses_kl and not reference_shares_weights(cfg))
     policy.set_gradient_checkpointing(plan.gradient_checkpointing)
     policy.learner_budget = LearnerBudget(plan.activation_budget, plan.cost)
     return plan

@@ -145,6 +145,26 @@ def test_plan_counts_a_generation_copy_only_where_rollouts_read_another_dtype(ge
         assert plan.need.generation_copy == 2 * policy.num_parameters()
 
 
+def test_plan_counts_a_kl_reference_only_where_it_is_a_second_copy(tmp_path):
+    from azr import config as C
+    from azr.memory import plan_for
+    from azr.policy import LoraSettings, PolicyConfig, load_policy
+    from azr.train import reference_shares_weights
+
+    cfg = C.tiny_test()
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, kl_coef=0.1))
+    policy = load_policy("tiny", PolicyConfig(device="cpu", seed=0))
+    plan = plan_for(policy, cfg, prompt_tokens=64, available=64 * 2**30)
+    assert plan.need.reference == 4 * policy.num_parameters()  # a frozen fp32 copy
+    assert plan_for(policy, cfg, prompt_tokens=64, available=64 * 2**30, reference_copy=False).need.reference == 0
+    # LoRA on a plain model: the reference is the policy with its adapters off; on an adapter checkpoint it is not
+    lora = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, lora_rank=4))
+    assert reference_shares_weights(lora) and not reference_shares_weights(cfg)
+    saved = load_policy("tiny", PolicyConfig(device="cpu", seed=0, lora=LoraSettings(r=4))).save(tmp_path / "adapter")
+    on_adapter = dataclasses.replace(lora, model=dataclasses.replace(lora.model, name=str(saved)))
+    assert not reference_shares_weights(on_adapter)  # its starting model includes the saved adapters
+
+
 def test_probe_counts_what_autograd_saves_linearly_in_tokens():
     from azr.policy import PolicyConfig, load_policy
 

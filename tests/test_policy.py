@@ -442,6 +442,29 @@ def test_lora_trains_only_adapters(tmp_path):
     torch.testing.assert_close(a, b, atol=3e-2, rtol=0)
 
 
+def test_adapters_off_scores_like_the_base_model_and_leaves_the_adapters_on():
+    """The KL reference of a LoRA run: its scores equal a separately loaded base model's, whatever the adapters
+    have learned, and the policy scores with its adapters again afterwards."""
+    from azr.policy.hf import AdaptersOff
+
+    policy = load_policy("tiny", PolicyConfig(device="cpu", seed=0, lora=LoraSettings(r=4)))
+    base = load_policy("tiny", PolicyConfig(device="cpu", seed=0))
+    with torch.no_grad():  # adapters that have moved away from B = 0
+        for p in policy.parameters():
+            p.normal_(0, 0.05)
+    p_ids, r_ids = _rows(policy)
+    on = policy.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=2).logprobs
+    ref = base.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=2).logprobs
+    off = AdaptersOff(policy).sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=2).logprobs
+    assert (on - ref).abs().max() > 1e-3  # the adapters do change the scores
+    torch.testing.assert_close(off, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(policy.sequence_logprobs(p_ids, r_ids, grad=False, micro_batch=2).logprobs, on)
+    with pytest.raises(ValueError, match="frozen"):
+        AdaptersOff(policy).sequence_logprobs(p_ids, r_ids, grad=True, micro_batch=2)
+    with pytest.raises(ValueError, match="LoRA"):
+        AdaptersOff(base)
+
+
 def test_lora_without_peft_is_a_clear_error(monkeypatch):
     import builtins
 

@@ -194,9 +194,16 @@ def test_eval_every_logs_pass_at_1_and_report_plots_it(tmp_path):
     assert (run_dir / "report" / "evaluation_pass_1.png").exists()
 
 
-def test_kl_coef_trains_against_a_frozen_reference_and_mini_batches_step_more_than_once(tmp_path):
+@pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])
+def test_kl_coef_trains_against_a_frozen_reference_and_mini_batches_step_more_than_once(tmp_path, lora):
     cfg = tiny(tmp_path, 2)
-    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, kl_coef=0.5, mini_batches=2))
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, kl_coef=0.5, mini_batches=2),
+                              model=dataclasses.replace(cfg.model, lora_rank=lora))
+    run = setup(cfg)
+    try:  # under LoRA the reference is the policy with its adapters off, not a second model
+        assert (type(run.eng.reference).__name__ == "AdaptersOff") == bool(lora)
+    finally:
+        run.close()
     rows = read_metrics(train(cfg))
     assert [r["step"] for r in rows] == [1, 2]
     assert all(r["update/optimizer_steps"] == 2 for r in rows)

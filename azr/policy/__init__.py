@@ -22,6 +22,7 @@ from azr.policy.base import (
     Policy,
     RoutedPolicy,
     PolicyConfig,
+    Scorer,
     PolicyLoadError,
     TokenLogprobs,
 )
@@ -49,6 +50,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MODEL", "Generation", "GenerationConfig", "HFPolicy", "LogprobMicroBatch", "LoraSettings", "ModelInfo", "Policy",
-    "PolicyConfig", "PolicyLoadError", "RoutedPolicy", "TokenLogprobs", "build_tiny", "default_cache_dir", "load_model",
+    "PolicyConfig", "PolicyLoadError", "RoutedPolicy", "Scorer", "TokenLogprobs", "build_tiny", "default_cache_dir", "load_model",
     "load_policy",
 ]

@@ -186,6 +186,14 @@ class PolicyConfig:
     """Seeds in-code initialisation: the ``tiny`` model's weights and LoRA adapter init."""
 
 
+class Scorer(Protocol):
+    """What the KL term needs from the frozen reference: log-probs of given responses (a :class:`Policy` is one)."""
+
+    def sequence_logprobs(self, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], *, grad: bool,
+                          micro_batch: int, temperature: float = 1.0, with_entropy: bool = False) -> TokenLogprobs:
+        ...
+
+
 @runtime_checkable
 class Policy(Protocol):
     """What the self-play loop needs from a model backend (transformers today; vLLM/Ray later)."""

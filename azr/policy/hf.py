@@ -707,6 +707,25 @@ class HFPolicy:
         return out
 
 
+class AdaptersOff:
+    """A LoRA policy's base model as a :class:`~azr.policy.base.Scorer`: each call scores with the adapters
+    switched off (peft's ``disable_adapter``). As the KL reference of a run whose adapters started fresh (B = 0,
+    so the base *is* the starting model) it needs no second copy of the weights."""
+
+    def __init__(self, policy: HFPolicy):
+        if policy.config.lora is None:
+            raise ValueError("only a LoRA policy has adapters to switch off")
+        self.policy = policy
+
+    def sequence_logprobs(self, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], *, grad: bool,
+                          micro_batch: int, temperature: float = 1.0, with_entropy: bool = False) -> TokenLogprobs:
+        if grad:
+            raise ValueError("the reference is frozen: score it with grad=False")
+        with self.policy.model.disable_adapter():
+            return self.policy.sequence_logprobs(prompt_ids, response_ids, grad=False, micro_batch=micro_batch,
+                                                 temperature=temperature, with_entropy=with_entropy)
+
+
 _GROUP_TOKENS = 128
 
 
