@@ -156,7 +156,8 @@ class RunConfig:
     with one line when nothing fits (azr/memory.py). Off: use the settings as given."""
     memory_limit_gib: float = 0.0
     """Plan for a trainer that may take this many GiB in all (e.g. to leave room for other work) instead of what
-    the machine reports free; 0 = what it reports."""
+    the machine reports free; 0 = what it reports. The update's budget is set again from it before every update;
+    rollouts are not capped by it."""
     mmap_threshold_mib: int = 0
     """glibc only: serve every allocation of at least this many MiB with its own mmap, returned to the OS when freed
     (azr/heap.py says why RSS creeps without it); 0 leaves glibc's own, self-raising threshold."""
