@@ -137,7 +137,9 @@ def test_train_ray_two_steps_metrics_match_single_process(cluster, tmp_path):
     ray_rows, local_rows = read_metrics(ray_dir), read_metrics(local_dir)
     assert [r["step"] for r in ray_rows] == [r["step"] for r in local_rows] == [1, 2]
     for r_ray, r_local in zip(ray_rows, local_rows):
-        assert set(r_ray) == set(r_local)
+        # the memory plan (and its per-update budget metrics) runs only in a single-process CPU trainer
+        plan_only = {k for k in r_local if k.startswith("memory/update_")}
+        assert plan_only and set(r_ray) == set(r_local) - plan_only
         assert r_ray["update/sequences"] > 0
         for k, v in r_local.items():  # the same step, value for value; wall-clock figures aside
             if not k.startswith(("time/", "perf/", "memory/")):
