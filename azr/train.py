@@ -85,14 +85,12 @@ class Run:
         if stage != "update" or self.memory is None:
             return
         from azr.heap import trim
-        from azr.memory import available_bytes, optimizer_state_bytes, update_budget
+        from azr.memory import optimizer_state_bytes, update_budget
         from azr.policy.hf import LearnerBudget
 
         trim()  # what the rollouts freed goes back to the OS, so RSS and MemAvailable count only what is in use
         held = rss_bytes()
-        limit = self.cfg.run.memory_limit_gib
-        available = limit * GIB - held if limit else available_bytes()
-        budget = update_budget(self.memory, available=available,
+        budget = update_budget(self.memory, available=trainer_available(self.cfg, held),
                                optimizer_held=optimizer_state_bytes(self.eng.optimizer))
         self.eng.policy.learner_budget = LearnerBudget(budget, self.memory.cost)
         self.update_memory = {"memory/update_start_rss_gib": held / GIB,
@@ -260,14 +258,21 @@ def kl_reference(cfg: C.TrainConfig, policy, dist: DistContext | None):
     return reference
 
 
+def trainer_available(cfg: C.TrainConfig, held: float) -> float:
+    """Bytes the trainer may still take when it holds `held`: up to `run.memory_limit_gib` in all, else what the
+    machine reports free."""
+    from azr.memory import available_bytes
+
+    return cfg.run.memory_limit_gib * GIB - held if cfg.run.memory_limit_gib else available_bytes()
+
+
 def fit_memory(policy, cfg: C.TrainConfig):
     """The memory plan (azr/memory.py) for this run, applied to the policy: its learner cuts micro-batches to the
     plan's activation budget, and gradient checkpointing is on where the plan needs it."""
     from azr.memory import plan_for
     from azr.policy.hf import LearnerBudget
 
-    limit = cfg.run.memory_limit_gib * GIB - rss_bytes() if cfg.run.memory_limit_gib else None
-    plan = plan_for(policy, cfg, longest_prompt(policy, cfg), available=limit,
+    plan = plan_for(policy, cfg, longest_prompt(policy, cfg), available=trainer_available(cfg, rss_bytes()),
                     reference_copy=cfg.optim.uses_kl and not reference_shares_weights(cfg))
     policy.set_gradient_checkpointing(plan.gradient_checkpointing)
     policy.learner_budget = LearnerBudget(plan.activation_budget, plan.cost)
