@@ -82,6 +82,10 @@ class SelfPlayConfig:
     """A valid task whose text (program, inputs, outputs, message) is longer than this many tokens is rejected as
     `too_long`: every prompt that shows it, as a reference or to solve, pays for its length (0 = no cap). 256 is
     1.5x the largest of the 301 tasks in the committed recipe runs' buffers (171; median 26)."""
+    reject_copies: bool = False
+    """Reject, as invalid (`copied`), a proposal that repeats the references its prompt showed: a deduction or
+    abduction task with an example's program and input, or induction inputs at least half of which are the
+    examples' inputs, or an example's message for another program. Off in SPEC; copies then earn learnability."""
     strip_comments: bool = False
     """Strip comments and docstrings from proposed programs (SPEC §2: off; the paper found it hurts)."""
     baseline: Literal["trr++", "global"] = "trr++"

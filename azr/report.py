@@ -203,6 +203,9 @@ class Curriculum(NamedTuple):
     halstead_first_last: tuple[float, float]
     """The same for the Halstead volume."""
     duplicate_frac_mean: float
+    own_inputs_frac: float | None
+    """Share of valid induction proposals whose inputs are mostly not the identity seed's, averaged over the steps
+    that logged it (``propose/induction/own_inputs_frac``); None when the run did not log it."""
 
 
 def _thirds(rows: list[dict], key: str) -> tuple[float, float]:
@@ -225,7 +228,8 @@ def curriculum(rows: list[dict]) -> Curriculum:
         learnability_nonzero_steps=sum(v > 0 for v in nonzero) / max(1, len(nonzero)),
         ast_nodes_first_last=_thirds(rows, "complexity/ast_nodes"),
         halstead_first_last=_thirds(rows, "complexity/halstead_volume"),
-        duplicate_frac_mean=_mean(rows, "propose/duplicate_frac") or 0.0)
+        duplicate_frac_mean=_mean(rows, "propose/duplicate_frac") or 0.0,
+        own_inputs_frac=_mean(rows, "propose/induction/own_inputs_frac"))
 
 
 def write_comparison(run_dirs: list[Path], out_dir: Path) -> Path:

@@ -28,9 +28,10 @@ from azr.config import TrainConfig
 from azr.executor import InvalidReason, SandboxPool, Validation
 from azr.loss import ppo_clip_loss
 from azr.policy import Generation, GenerationConfig, Policy, Scorer
-from azr.records import FormatError, Proposal, Role, Rollout, StepBatch, Task, TaskType
+from azr.records import Candidate, FormatError, Proposal, Role, Rollout, StepBatch, Task, TaskType
 from azr.tasks import TASK_TYPES
 from azr.tasks.base import is_trivial, task_text
+from azr.tasks.induction import seed_input_share
 
 BASELINES = {"trr++": trr_advantages, "global": global_advantages}
 """Advantage estimators by config name: TRR++ (per group) and the one-baseline ablation."""
@@ -141,15 +142,26 @@ def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[li
 
 
 def validate_stage(eng: Engines, state: SelfPlayState, proposals: Sequence[Proposal]) -> list[Proposal]:
-    """SPEC §1 step 2: validate every parsed proposal; one executor batch per task type. Then a valid
+    """SPEC §1 step 2: validate every parsed proposal; one executor batch per task type. With
+    `selfplay.reject_copies`, copies of the shown references are rejected first (``copied``). Then a valid
     task longer than `selfplay.max_task_tokens` is rejected as ``too_long`` (as the reference drops
     prompts over its length limit): one long task would make every later prompt that shows it long."""
-    out: list[Proposal | None] = [None] * len(proposals)
+    out = reject_copies(proposals) if eng.cfg.selfplay.reject_copies else list(proposals)
     for ttype, module in TASK_TYPES.items():
-        idx = [i for i, p in enumerate(proposals) if p.type is ttype]
-        for i, p in zip(idx, module.validate(eng.pool, [proposals[i] for i in idx], state.rng)):
+        idx = [i for i, p in enumerate(out) if p.type is ttype and p.validation is None]
+        for i, p in zip(idx, module.validate(eng.pool, [out[i] for i in idx], state.rng)):
             out[i] = p
-    return cap_task_size(eng.policy, out, eng.cfg.selfplay.max_task_tokens)  # type: ignore[arg-type]
+    return cap_task_size(eng.policy, out, eng.cfg.selfplay.max_task_tokens)
+
+
+def reject_copies(proposals: Sequence[Proposal]) -> list[Proposal]:
+    """Parsed proposals that repeat the references their prompt showed (each type's ``copies`` rule) become
+    invalid (``InvalidReason.COPIED``) before any execution; the others pass unchanged."""
+    out = []
+    for p in proposals:
+        why = TASK_TYPES[p.type].copies(p.parsed, p.references) if isinstance(p.parsed, Candidate) else None
+        out.append(replace(p, validation=Validation(InvalidReason.COPIED, detail=why)) if why else p)
+    return out
 
 
 def cap_task_size(policy: Policy, proposals: Sequence[Proposal], max_tokens: int) -> list[Proposal]:
@@ -373,6 +385,9 @@ def step_metrics(batch: StepBatch, gens: Sequence[Generation], state: SelfPlaySt
             if mine:
                 m[f"propose/{ttype}/valid_frac"] = fmean(mine)
         m["propose/format_ok_frac"] = fmean(p.format_ok for p in props)
+        induced = [p.task for p in props if p.valid and p.type is TaskType.INDUCTION]
+        if induced:  # the identity seed's ten inputs fit any one-argument f, and proposers re-list them
+            m["propose/induction/own_inputs_frac"] = fmean(seed_input_share(t) < 0.5 for t in induced)
         reasons = Counter(str(p.validation.reason) for p in props if p.validation is not None and not p.validation.ok)
         for reason, count in reasons.items():
             m[f"propose/invalid/{reason}"] = float(count)

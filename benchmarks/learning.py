@@ -199,7 +199,7 @@ def curriculum_table(run_dirs: list[Path]) -> str:
 
     cols = ("run", "steps", "step time", "valid every step", "valid first → last", "buffers ded/abd/ind",
             "steps with learnability > 0", "AST nodes first → last third", "Halstead volume first → last",
-            "duplicate frac (mean)")
+            "duplicate frac (mean)", "induction own inputs")
     lines = _header(*cols)
     for d in run_dirs:
         rows = read_metrics(d)
@@ -212,7 +212,8 @@ def curriculum_table(run_dirs: list[Path]) -> str:
                      f"{c.valid_frac_first_last[0]:.2f} → {c.valid_frac_first_last[1]:.2f} | "
                      f"{b.get('deduction')}/{b.get('abduction')}/{b.get('induction')} | "
                      f"{c.learnability_nonzero_steps:.0%} | {c.ast_nodes_first_last[0]:.1f} → {c.ast_nodes_first_last[1]:.1f} | "
-                     f"{c.halstead_first_last[0]:.1f} → {c.halstead_first_last[1]:.1f} | {c.duplicate_frac_mean:.2f} |")
+                     f"{c.halstead_first_last[0]:.1f} → {c.halstead_first_last[1]:.1f} | {c.duplicate_frac_mean:.2f} | "
+                     f"{'–' if c.own_inputs_frac is None else format(c.own_inputs_frac, '.2f')} |")
     return "\n".join(lines)
 
 

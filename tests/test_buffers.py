@@ -247,3 +247,40 @@ def test_a_task_with_an_8kb_output_is_too_long_and_never_enters_a_buffer(pool):
     # The cap is a setting: 0 turns it off, and then the same task is valid.
     off = dataclasses.replace(cfg, selfplay=dataclasses.replace(cfg.selfplay, max_task_tokens=0))
     assert validate_stage(dataclasses.replace(eng, cfg=off), state, props[1:2])[0].valid
+
+
+def test_copies_of_the_shown_references_are_rejected_before_execution_and_counted(pool):
+    """With `selfplay.reject_copies`, a proposal repeating its prompt's references is invalid (`copied`), earns the
+    invalid-task penalty, never runs and never enters a buffer; off (SPEC), the same copy is valid."""
+    from azr.executor import InvalidReason
+    from azr.policy import load_policy
+    from azr.records import Candidate, StepBatch
+    from azr.selfplay import step_metrics, validate_stage
+    from azr.tasks import induction
+
+    cfg = C.tiny_test()
+    cfg = dataclasses.replace(cfg, selfplay=dataclasses.replace(cfg.selfplay, reject_copies=True))
+    bufs = {t: TaskBuffer.seeded(t, n_inputs=4) for t in TaskType}
+    state = SelfPlayState(step=0, buffers=bufs, rng=random.Random(0))
+    eng = Engines(policy=load_policy("tiny"), pool=pool, optimizer=None, cfg=cfg)  # type: ignore[arg-type]
+    ded_seed, ind_seed = bufs[TaskType.DEDUCTION].tasks[0], bufs[TaskType.INDUCTION].tasks[0]
+    prog = "def f(x):\n    return x * 2"
+    props = [
+        Proposal(TaskType.DEDUCTION, "p", "r", Candidate("def f(x):\n    return x", ('"Hello World"',)), (ded_seed,)),
+        Proposal(TaskType.DEDUCTION, "p", "r", Candidate(prog, ("3",)), (ded_seed,)),
+        Proposal(TaskType.INDUCTION, "p", "r", Candidate(prog, ind_seed.inputs, "Doubles x."), (ind_seed,)),
+        Proposal(TaskType.INDUCTION, "p", "r", Candidate(prog, ("1", "2", "3", "4"), "Doubles x."), (ind_seed,)),
+    ]
+    out = validate_stage(eng, state, props)
+    assert [p.valid for p in out] == [False, True, False, True]
+    for p in (out[0], out[2]):
+        assert p.validation.reason is InvalidReason.COPIED and p.validation.output is None and p.error is not None
+    assert out[0].validation.detail == "the task of example 1"
+    assert out[2].validation.detail == "4 of 4 inputs are the examples' inputs"
+    grow_buffers_stage(state, out)
+    assert [len(state.buffers[t]) for t in (TaskType.DEDUCTION, TaskType.INDUCTION)] == [2, 2]
+    m = step_metrics(StepBatch(step=0, rollouts=(), proposals=tuple(out), solve_tasks=()), [], state)
+    assert m["propose/invalid/copied"] == 2 and m["propose/induction/own_inputs_frac"] == 1.0
+    assert induction.seed_input_share(out[3].task) == 0.0
+    off = dataclasses.replace(cfg, selfplay=dataclasses.replace(cfg.selfplay, reject_copies=False))
+    assert [p.valid for p in validate_stage(dataclasses.replace(eng, cfg=off), state, props)] == [True] * 4

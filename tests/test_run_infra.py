@@ -262,6 +262,9 @@ def test_curriculum_by_hand():
     assert c.learnability_nonzero_steps == pytest.approx(2 / 3)
     assert c.ast_nodes_first_last == (10, 30) and c.halstead_first_last == (1, 6)  # thirds of 3 steps: 1 each
     assert c.duplicate_frac_mean == pytest.approx(0.25)
+    assert c.own_inputs_frac is None  # no step had a valid induction proposal
+    rows[0]["propose/induction/own_inputs_frac"], rows[2]["propose/induction/own_inputs_frac"] = 0.0, 0.5
+    assert curriculum(rows).own_inputs_frac == pytest.approx(0.25)
     rows[1]["propose/valid_frac"] = 0.0
     assert not curriculum(rows).valid_every_step
     with pytest.raises(ValueError, match="no steps"):

@@ -58,7 +58,7 @@ def test_registry_holds_modules_satisfying_the_protocol():
     assert set(TASK_TYPES) == set(TaskType)
     for t, mod in TASK_TYPES.items():
         assert mod.TYPE is t
-        for name in ("propose_prompt", "parse_proposal", "validate", "solve_prompt", "parse_answer", "check"):
+        for name in ("propose_prompt", "parse_proposal", "copies", "validate", "solve_prompt", "parse_answer", "check"):
             assert callable(getattr(mod, name))
         _: TaskTypeModule = mod
 
@@ -287,3 +287,43 @@ def test_propose_prompts_state_every_validation_rule_and_each_reference_output()
             assert re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", p), name
         assert "Example 1 (f returns 9):" in p and "Example 2 (f returns 25):" in p
         assert "deterministic" in p.lower() and "literal" in p and "hard" in p and "different from the examples" in p
+
+
+# -- copies of the shown references (selfplay.reject_copies) ---------------------------------------
+SEED_DED = TaskBuffer.seeded(TaskType.DEDUCTION).tasks[0]  # def f(x): return x, on 'Hello World'
+SEED_IND = induction.seed_task()
+
+
+@pytest.mark.parametrize("mod", [deduction, abduction])
+def test_a_program_input_proposal_copies_only_an_examples_program_and_input_together(mod):
+    other = Task(mod.TYPE, "def f(a):\n    return a * 2", ("3",), ("6",))
+    refs = [other, SEED_DED]
+    # Formatting, a comment and the quote style do not make a copy new; it is example 2.
+    assert mod.copies(Candidate("def f(x):  # echo\n    return (x)", ('"Hello World"',)), refs) == "the task of example 2"
+    assert mod.copies(Candidate("def f(a): return a*2", ("3",)), refs) == "the task of example 1"
+    assert mod.copies(Candidate("def f(x):\n    return x", ("'Hi'",)), refs) is None  # a new input
+    assert mod.copies(Candidate("def f(x):\n    return x[::-1]", ("'Hello World'",)), refs) is None  # a new program
+    assert mod.copies(Candidate("def f(x) return", ("3",)), refs) is None  # unparseable: compared as text
+
+
+def test_induction_copies_half_the_examples_inputs_or_their_message_for_another_program():
+    prog = "def f(x):\n    return x * 2"
+    refs = [SEED_IND]
+    # Five of the seed's ten inputs, written otherwise ("abc" for 'abc', 42.0 is not 42's repr), are half: a copy.
+    five = ('"abc"', "42", "-7", "[1,2,3]", "True", "7", "8", "9", "10", "11")
+    assert induction.copies(Candidate(prog, five, "Doubles x."), refs) == "5 of 10 inputs are the examples' inputs"
+    four = ('"abc"', "42", "-7", "42.0", "True", "7", "8", "9", "10", "11")
+    assert induction.copies(Candidate(prog, four, "Doubles x."), refs) is None
+    # The seed's message for another program misleads the solver: case, spacing and the final period aside.
+    new = tuple(str(k) for k in range(1, 11))
+    assert induction.copies(Candidate(prog, new, "return the  input UNCHANGED"), refs) == \
+        "the message of example 1, whose program differs"
+    # For the seed's own program the message is true, and new inputs make a new task.
+    assert induction.copies(Candidate(SEED_IND.program, new, "Return the input unchanged."), refs) is None
+
+
+def test_seed_input_share_counts_the_identity_seeds_inputs_as_values():
+    t = Task(TaskType.INDUCTION, "def f(x):\n    return x", ('"abc"', "42", "1", "2"), ("'abc'", "42", "1", "2"),
+             "m", (0, 1), (2, 3))
+    assert induction.seed_input_share(t) == 0.5
+    assert induction.seed_input_share(SEED_IND) == 1.0

@@ -53,8 +53,9 @@ def test_every_reason_is_covered():
     covered = {c[2] for c in CASES}
     # CRASHED needs a C-level crash, which the ban list (ctypes) keeps out of valid programs;
     # tests/test_sandbox_adversarial.py shows the sandbox reports it. TOO_LONG is the step's cap on a task's size
-    # (azr.selfplay.cap_task_size), not the executor's; tests/test_buffers.py covers it.
-    assert covered | {InvalidReason.CRASHED, InvalidReason.TOO_LONG} == set(InvalidReason)
+    # (azr.selfplay.cap_task_size), not the executor's, and COPIED the step's rule against copying the shown
+    # references (azr.selfplay.reject_copies); tests/test_buffers.py covers both.
+    assert covered | {InvalidReason.CRASHED, InvalidReason.TOO_LONG, InvalidReason.COPIED} == set(InvalidReason)
 
 
 def test_identity_seed_is_valid(pool):

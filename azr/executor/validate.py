@@ -46,6 +46,8 @@ class InvalidReason(StrEnum):
     NOT_LITERAL = "not_literal"
     TOO_LONG = "too_long"
     """Valid, but longer than the run's cap on a task's size (``selfplay.max_task_tokens``)."""
+    COPIED = "copied"
+    """A copy of the reference tasks its prompt showed (``selfplay.reject_copies``); never executed."""
 
 
 @dataclass(frozen=True)

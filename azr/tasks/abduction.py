@@ -22,6 +22,7 @@ TYPE = TaskType.ABDUCTION
 propose_programs = base.no_programs
 propose_prompt = functools.partial(base.program_input_propose_prompt, prompts.ABDUCTION_PROPOSE)
 parse_proposal = base.parse_program_input_proposal
+copies = base.program_input_copies
 validate = functools.partial(base.validate_program_input, TYPE)
 
 

@@ -42,6 +42,11 @@ class TaskTypeModule(Protocol):
         model text. Induction needs the `program` its prompt showed."""
         ...
 
+    def copies(self, candidate: Candidate, references: Sequence[Task]) -> str | None:
+        """Why the parsed proposal repeats the `references` its prompt showed (``selfplay.reject_copies``), or None
+        when it is its own. Pure: no execution."""
+        ...
+
     def validate(self, pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Random) -> list[Proposal]:
         """Validate all parsed proposals in one executor batch; returns them, in order, with
         ``validation`` set and ``task`` set for the valid ones. Format errors pass through."""
@@ -129,6 +134,32 @@ def check_answers(task_type: TaskType, tasks: Sequence[Task], answers: Sequence[
     check_type(task_type, tasks)
     if len(tasks) != len(answers):
         raise ValueError(f"{len(answers)} answers for {len(tasks)} tasks")
+
+
+def literal_key(text: str) -> str:
+    """An argument list as a comparable key: the ``repr`` of its parsed values, so that `'a'` and `"a"`, or `1,2`
+    and `1, 2`, are one input; the stripped text when it does not parse."""
+    parsed = parse_args(text)
+    return repr(parsed.value) if parsed.ok else text.strip()
+
+
+def program_key(program: str) -> str:
+    """A program as a comparable key: ``ast.unparse`` of its tree, so that formatting, quotes and comments do not
+    make a copy new; the stripped text when it does not parse."""
+    try:
+        return ast.unparse(ast.parse(program))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return program.strip()
+
+
+def program_input_copies(candidate: Candidate, references: Sequence[Task]) -> str | None:
+    """A deduction or abduction proposal copies reference k when it has k's program (up to formatting,
+    ``program_key``) and k's input (as values, ``literal_key``): the task is one the proposer was shown."""
+    prog, inp = program_key(candidate.program), literal_key(candidate.inputs[0])
+    for k, ref in enumerate(references, 1):
+        if program_key(ref.program) == prog and literal_key(ref.inputs[0]) == inp:
+            return f"the task of example {k}"
+    return None
 
 
 def parse_program_input_proposal(

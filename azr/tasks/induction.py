@@ -25,6 +25,13 @@ SEED_MESSAGE = "Return the input unchanged."
 _SEED_INPUTS = ("'Hello World'", "'abc'", "42", "-7", "3.5", "[1, 2, 3]", "(1, 'a')", "{'k': 1}", "True", "''")
 
 
+def seed_input_share(task: Task) -> float:
+    """The share of `task`'s inputs that are the identity seed's (as values): 1.0 for a proposal that re-lists
+    them, what the curriculum metric ``propose/induction/own_inputs_frac`` counts below one half."""
+    seed = {base.literal_key(x) for x in _SEED_INPUTS}
+    return sum(base.literal_key(x) in seed for x in task.inputs) / max(1, len(task.inputs))
+
+
 def split_indices(n: int, rng: random.Random) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(visible, held_out): a random half of range(n) (n // 2 indices) and the rest, sorted."""
     if n < 2:
@@ -82,6 +89,26 @@ def parse_proposal(
     if program is None:
         raise ValueError("parsing an induction proposal needs the program its prompt showed")
     return parsing.parse_inputs_message(response, program, n_inputs)
+
+
+def _message_key(message: str) -> str:
+    return " ".join(message.casefold().split()).rstrip(".")
+
+
+def copies(candidate: Candidate, references: Sequence[Task]) -> str | None:
+    """An induction proposal copies its examples when at least half of its inputs are inputs that the references
+    show (as values, ``base.literal_key``), or when its message is the message of a reference with another program
+    (case, spacing and a final period aside). Both are what the identity seed invites: its ten inputs fit any
+    one-argument ``f``, and "Return the input unchanged." then describes a program that does something else."""
+    shown = {base.literal_key(x) for ref in references for x in ref.inputs}
+    shared = sum(base.literal_key(x) in shown for x in candidate.inputs)
+    if candidate.inputs and 2 * shared >= len(candidate.inputs):
+        return f"{shared} of {len(candidate.inputs)} inputs are the examples' inputs"
+    msg, prog = _message_key(candidate.message), base.program_key(candidate.program)
+    for k, ref in enumerate(references, 1):
+        if msg and _message_key(ref.message) == msg and base.program_key(ref.program) != prog:
+            return f"the message of example {k}, whose program differs"
+    return None
 
 
 def validate(pool: SandboxPool, proposals: Sequence[Proposal], rng: random.Random) -> list[Proposal]:
