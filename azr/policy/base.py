@@ -187,15 +187,31 @@ class PolicyConfig:
 
 
 class Scorer(Protocol):
-    """What the KL term needs from the frozen reference: log-probs of given responses (a :class:`Policy` is one)."""
+    """What the KL term needs from the frozen reference: log-probs of given responses (every :class:`Policy` is
+    one)."""
 
-    def sequence_logprobs(self, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], *, grad: bool,
-                          micro_batch: int, temperature: float = 1.0, with_entropy: bool = False) -> TokenLogprobs:
+    def sequence_logprobs(
+        self,
+        prompt_ids: Sequence[list[int]],
+        response_ids: Sequence[list[int]],
+        *,
+        grad: bool,
+        micro_batch: int,
+        temperature: float = 1.0,
+        with_entropy: bool = False,
+    ) -> TokenLogprobs:
+        """Log-probs of each response token given its prompt, as (B, T) + mask, rows in input order.
+
+        Forward passes run ``micro_batch`` sequences at a time. With ``grad=True`` the result keeps
+        every micro-batch's graph alive until backward; for large batches use
+        :meth:`iter_logprob_microbatches` instead. ``temperature`` divides the logits first (use the
+        sampling temperature so ratios refer to the distribution that was sampled).
+        """
         ...
 
 
 @runtime_checkable
-class Policy(Protocol):
+class Policy(Scorer, Protocol):
     """What the self-play loop needs from a model backend (transformers today; vLLM/Ray later)."""
 
     @property
@@ -225,25 +241,6 @@ class Policy(Protocol):
     ) -> list[Generation]:
         """One :class:`Generation` per prompt, in input order. Same ``seed`` and inputs give the
         same outputs on the same machine; ``seed=None`` draws from torch's global RNG."""
-        ...
-
-    def sequence_logprobs(
-        self,
-        prompt_ids: Sequence[list[int]],
-        response_ids: Sequence[list[int]],
-        *,
-        grad: bool,
-        micro_batch: int,
-        temperature: float = 1.0,
-        with_entropy: bool = False,
-    ) -> TokenLogprobs:
-        """Log-probs of each response token given its prompt, as (B, T) + mask, rows in input order.
-
-        Forward passes run ``micro_batch`` sequences at a time. With ``grad=True`` the result keeps
-        every micro-batch's graph alive until backward; for large batches use
-        :meth:`iter_logprob_microbatches` instead. ``temperature`` divides the logits first (use the
-        sampling temperature so ratios refer to the distribution that was sampled).
-        """
         ...
 
     def iter_logprob_microbatches(
