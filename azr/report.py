@@ -32,13 +32,14 @@ PANELS = (
     Panel("Solve accuracy by task type", r"^solve/\w+/accuracy$"),
     Panel("Complexity of new programs", r"^complexity/(cyclomatic|ast_nodes|halstead_volume)$"),
     Panel("Diversity of new programs", r"^diversity/.+$"),
-    Panel("Duplicate and trivial proposals", r"^propose/(duplicate|trivial)_frac$"),
+    Panel("Duplicate, trivial and own-input proposals",
+          r"^propose/((duplicate|trivial)_frac|induction/own_inputs_frac)$"),
     Panel("Valid proposals by task type", r"^propose/\w+/valid_frac$"),
     Panel("Buffer sizes", r"^buffer/\w+/size$"),
     Panel("Step time by stage (s)", r"^time/.+$"),
     Panel("Trainer memory (GiB): RSS at the step's end, highest so far", r"^memory/.+_gib$"),
     Panel("Prompt length (tokens)", r"^prompt/length_(mean|max)$"),
-    Panel("Evaluation pass@1", r"^eval/.+/pass@1$"),
+    Panel("Evaluation: pass@1 and format errors", r"^eval/.+/(pass@1|format_error_frac)$"),
 )
 
 

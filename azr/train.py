@@ -442,7 +442,7 @@ def _summary(run: Run, console) -> None:
     for col in ("metric", "first step", "last step"):
         table.add_column(col)
     evals = [r for r in rows if any(k.startswith("eval/") for k in r)]
-    eval_keys = sorted({k for r in evals for k in r if k.endswith("/pass@1")})
+    eval_keys = sorted({k for r in evals for k in r if k.endswith(("/pass@1", "/format_error_frac"))})
     for k in SUMMARY_KEYS:
         a, b = first.get(k), last.get(k)
         table.add_row(k, "-" if a is None else f"{a:.3f}", "-" if b is None else f"{b:.3f}")

@@ -188,10 +188,13 @@ def test_eval_every_logs_pass_at_1_and_report_plots_it(tmp_path):
     for r in rows:
         for suite in ("cruxeval-o", "cruxeval-i"):
             assert 0.0 <= r[f"eval/{suite}/pass@1"] <= 1.0
+    # The answer format's drift is logged beside pass@1, as each step's report counts it.
+    assert [rows[0][f"eval/{s['suite']}/format_error_frac"] for s in step0["suites"]] == \
+        [s["format_error_frac"] for s in step0["suites"]]
     assert "time/step" in rows[1] and "time/step" not in rows[0]
     assert sorted(p.name for p in (run_dir / "eval").glob("*.json")) == ["step_000000.json", "step_000001.json"]
     write_report(run_dir)
-    assert (run_dir / "report" / "evaluation_pass_1.png").exists()
+    assert (run_dir / "report" / "evaluation_pass_1_and_format_errors.png").exists()
 
 
 @pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])

@@ -64,8 +64,11 @@ class EvalReport:
         raise KeyError(f"report of {self.model} has no suite {name!r} (it has {[s.suite for s in self.suites]})")
 
     def metrics(self) -> dict[str, float]:
-        """Flat ``eval/<suite>/pass@k`` keys, as logged during training."""
-        return {f"eval/{s.suite}/{k}": v for s in self.suites for k, v in s.pass_at.items()}
+        """Flat ``eval/<suite>/pass@k`` and ``eval/<suite>/format_error_frac`` keys, as logged during training: a
+        drift in the answer format shows at the step where it starts."""
+        out = {f"eval/{s.suite}/{k}": v for s in self.suites for k, v in s.pass_at.items()}
+        out.update({f"eval/{s.suite}/format_error_frac": s.format_error_frac for s in self.suites})
+        return out
 
 
 @dataclass(frozen=True)
