@@ -5,6 +5,7 @@
     python benchmarks/learning.py --reports B_dev.json,B_test.json A_dev.json,A_test.json   # parts merged per model
     python benchmarks/learning.py --reports B.json,B_math.json A.json,A_math.json           # + math/HumanEval, paired
     python benchmarks/learning.py --runs runs/azr-cpu runs/abl-global                 # the curriculum table
+    python benchmarks/learning.py --buffers runs/azr-cpu/seeding runs/azr-cpu/buffers  # what the buffers hold
     python benchmarks/learning.py --base B.json --recipe s0=R0.json --recipe s1=R1.json \\
         --ablation global=G.json --ablation-plot abl.png                               # the ablation table
 
@@ -217,6 +218,37 @@ def curriculum_table(run_dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def buffer_table(dirs: list[Path]) -> str:
+    """What the buffers hold, read from their files (a run's `buffers/` or `seeding/` directory), seeds excluded:
+    tasks per type, distinct deduction+abduction programs (up to formatting) and their mean AST size, and the share
+    of induction tasks whose inputs are mostly their own (not the identity seed's) and whose message is not the
+    seed's. Seeding alone logs no step metrics, so this is how a seeding run's curriculum is read."""
+    from azr.buffers import TaskBuffer
+    from azr.complexity import program_complexity
+    from azr.records import TaskType
+    from azr.tasks.base import program_key
+    from azr.tasks.induction import SEED_MESSAGE, seed_input_share
+
+    cols = ("buffers", "ded/abd/ind", "distinct ded+abd programs", "mean AST nodes (ded+abd)",
+            "induction: own inputs", "induction: own message")
+    lines = _header(*cols)
+    for d in dirs:
+        bufs = {t: TaskBuffer.load(Path(d) / f"{t}.jsonl", t).tasks[1:] for t in TaskType}  # [0] is the seed
+        progs = [t.program for ty in (TaskType.DEDUCTION, TaskType.ABDUCTION) for t in bufs[ty]]
+        sizes = [c.ast_nodes for c in map(program_complexity, progs) if c is not None]
+        ind = bufs[TaskType.INDUCTION]
+
+        def share(xs: list[bool]) -> str:
+            return f"{sum(xs)}/{len(xs)}" if xs else "–"
+
+        lines.append(f"| {d} | {'/'.join(str(len(bufs[t])) for t in TaskType)} | "
+                     f"{len({program_key(p) for p in progs})} | "
+                     f"{sum(sizes) / len(sizes) if sizes else float('nan'):.1f} | "
+                     f"{share([seed_input_share(t) < 0.5 for t in ind])} | "
+                     f"{share([t.message.strip() != SEED_MESSAGE for t in ind])} |")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class AblationRow:
     """One run of the ablation table on one suite: its accuracy, paired against the untrained model and against
@@ -313,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reports", nargs=2, metavar=("BEFORE", "AFTER"),
                     help="analyse existing reports; each side may be several comma-separated reports of disjoint items")
     ap.add_argument("--runs", nargs="+", help="print the curriculum table of these run directories")
+    ap.add_argument("--buffers", nargs="+", help="print what these buffer directories hold (a run's buffers/ or "
+                                                  "seeding/)")
     ap.add_argument("--split", default="all", choices=("all", "dev", "test"), help="items to evaluate (with --after)")
     ap.add_argument("--splits", default="dev,test,all", help="splits to report, comma-separated")
     ap.add_argument("--limit", type=int, default=None, help="first N items of the split only")
@@ -329,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="ablation table: an ablation's reports (repeat per ablation)")
     ap.add_argument("--ablation-plot", default=None, help="also write the ablation bar plot (last split) to this PNG")
     args = ap.parse_args(argv)
+    if args.buffers:
+        print(buffer_table([Path(d) for d in args.buffers]))
+        if not (args.runs or args.reports or args.after or args.recipe):
+            return 0
     if args.runs:
         print(curriculum_table([Path(d) for d in args.runs]))
         if not (args.reports or args.after or args.recipe):

@@ -611,3 +611,33 @@ def test_soak_summary_line_by_hand():
         "steps=40 peak_rss_gib=14.00 early_peak_gib=11.40 late_peak_gib=14.00 median_step_s=100.0")
     assert soak.summary_line({1: 2 * gib, 2: 3 * gib}, [50.0]) == (
         "steps=2 peak_rss_gib=3.00 early_peak_gib=nan late_peak_gib=nan median_step_s=50.0")
+
+
+def test_buffer_table_by_hand(tmp_path, monkeypatch):
+    """benchmarks/learning.py --buffers on hand-made buffers: seeds excluded, programs compared up to formatting,
+    induction inputs and messages against the identity seed's."""
+    import importlib.util
+
+    from azr.buffers import TaskBuffer
+    from azr.records import Task, TaskType
+
+    spec = importlib.util.spec_from_file_location("learning", Path(__file__).parents[1] / "benchmarks" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning", learning)
+    spec.loader.exec_module(learning)
+    bufs = {t: TaskBuffer.seeded(t, n_inputs=4) for t in TaskType}
+    # Two formattings of one program, 7 AST nodes each (Module, FunctionDef, arguments, arg, Return, Name, Load);
+    # `return -x` has 9 (UnaryOp and USub besides): the mean is 23 / 3.
+    bufs[TaskType.DEDUCTION].extend([Task(TaskType.DEDUCTION, "def f(x):\n    return x", ("1",), ("1",)),
+                                     Task(TaskType.DEDUCTION, "def f(x): return (x)", ("2",), ("2",))])
+    bufs[TaskType.ABDUCTION].add(Task(TaskType.ABDUCTION, "def f(x):\n    return -x", ("1",), ("-1",)))
+    seed_inputs = bufs[TaskType.INDUCTION].tasks[0].inputs  # 'Hello World', 'abc', 42, -7
+    bufs[TaskType.INDUCTION].extend([
+        Task(TaskType.INDUCTION, "def f(x):\n    return -x", ("1", "2", "3", "-7"), ("-1", "-2", "-3", "7"),
+             "Negates.", (0, 1), (2, 3)),
+        Task(TaskType.INDUCTION, "def f(x):\n    return -x", ("5", "6") + seed_inputs[2:], ("-5", "-6", "-42", "7"),
+             "Return the input unchanged.", (0, 1), (2, 3))])
+    for t, b in bufs.items():
+        b.save(tmp_path / f"{t}.jsonl")
+    table = learning.buffer_table([tmp_path])
+    assert table.splitlines()[-1] == f"| {tmp_path} | 2/1/2 | 2 | 7.7 | 1/2 | 1/2 |"
