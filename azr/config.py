@@ -90,6 +90,9 @@ class SelfPlayConfig:
     """Strip comments and docstrings from proposed programs (SPEC §2: off; the paper found it hurts)."""
     baseline: Literal["trr++", "global"] = "trr++"
     """Advantage baseline: `trr++` normalises per (task type, role) group; `global` is the ablation."""
+    token_weighted: bool = False
+    """Weigh each response by its token count in the group mean and std, as the reference code's per-token
+    whitening does (SPEC §1's equation, off, weighs each response once)."""
     train_proposer: bool = True
     """Train on proposer responses; off = the 'no proposer training' ablation."""
     use_references: bool = True
@@ -357,12 +360,13 @@ def paper() -> TrainConfig:
     """SPEC §1 reference defaults (7B on 8+ GPUs): B=64, n=8, K=6, N=10, lr 1e-6, timeout 10 s; PPO mini-batches of
     128 of the 384 responses (3 optimizer steps per step) and the reference master's clip range 0.2 / 0.28. Turns
     are the reference's `<think>` then `<answer>` format: no response prefixes. Tasks are capped at 768 tokens, so
-    that a propose prompt's K=6 references and its text stay inside the reference's 6,144-token prompt limit."""
+    that a propose prompt's K=6 references and its text stay inside the reference's 6,144-token prompt limit.
+    Group statistics weigh each response by its token count, as the reference's per-token whitening does."""
     return TrainConfig(
         model=ModelConfig(device="cuda"),
         rollout=RolloutConfig(max_new_tokens_propose=4096, max_new_tokens_solve=4096, gen_batch_size=384),
         selfplay=SelfPlayConfig(batch_size=64, n_mc=8, k_refs=6, n_induction_inputs=10, seed_factor=4,
-                                seed_max_tries=10_000, max_task_tokens=768),
+                                seed_max_tries=10_000, max_task_tokens=768, token_weighted=True),
         optim=OptimConfig(lr=1e-6, micro_batch=16, mini_batches=3, clip_eps=0.2, clip_eps_high=0.28),
         sandbox=SandboxConfig(timeout_s=10.0),
         run=RunConfig(name="azr-paper", steps=500, save_every=10),

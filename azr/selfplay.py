@@ -236,10 +236,13 @@ def reward_stage(eng: Engines, proposals: Sequence[Proposal], propose_gens: Sequ
 
 def advantage_stage(eng: Engines, state: SelfPlayState, samples: Sequence[Sample],
                     proposals: Sequence[Proposal], tasks: Sequence[Task]) -> tuple[StepBatch, list[Generation]]:
-    """SPEC §1 step 6: TRR++ advantages, normalised within each (task type, role) group."""
+    """SPEC §1 step 6: TRR++ advantages, normalised within each (task type, role) group (each response
+    weighing its token count with `selfplay.token_weighted`)."""
     batch = StepBatch(step=state.step, rollouts=tuple(s.rollout for s in samples), proposals=tuple(proposals),
                       solve_tasks=tuple(tasks))
-    return assign_advantages(batch, BASELINES[eng.cfg.selfplay.baseline]), [s.generation for s in samples]
+    counts = [len(s.generation.response_ids) for s in samples] if eng.cfg.selfplay.token_weighted else None
+    return (assign_advantages(batch, BASELINES[eng.cfg.selfplay.baseline], token_counts=counts),
+            [s.generation for s in samples])
 
 
 def update_stage(eng: Engines, batch: StepBatch, gens: Sequence[Generation]) -> dict[str, float]:

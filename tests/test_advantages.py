@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 import torch
@@ -97,3 +98,59 @@ def test_assign_advantages_on_a_step_batch():
     glob = assign_advantages(StepBatch(0, rollouts), global_advantages)
     assert glob.advantages != batch.advantages
     assert GROUPS[GIDS[5]] == (TaskType.INDUCTION, Role.SOLVE)
+
+
+def test_token_weighted_moments_by_hand():
+    # g0: r = [1, -1], w = [3, 1]:    μ = (3 - 1)/4 = 0.5, σ² = (3·0.25 + 1·2.25)/4 = 0.75
+    # g1: r = [1, 0, 0], w = [2, 1, 1]: μ = 2/4 = 0.5,   σ² = (2·0.25 + 0.25 + 0.25)/4 = 0.25
+    #     (per sequence: μ = 1/3, σ² = 2/9, A = [√2, -1/√2, -1/√2])
+    r = torch.tensor([1.0, 1.0, -1.0, 0.0, 0.0], dtype=torch.float64)
+    g = torch.tensor([0, 1, 0, 1, 1])
+    w = torch.tensor([3.0, 2.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    m = group_moments(r, g, 2, w)
+    assert m.count.tolist() == [4.0, 4.0]
+    assert m.mean.tolist() == pytest.approx([0.5, 0.5])
+    assert m.std.tolist() == pytest.approx([math.sqrt(0.75), 0.5])
+    s = math.sqrt(0.75)
+    assert trr_advantages(r, g, 2, 0.0, w).tolist() == pytest.approx([0.5 / s, 1.0, -1.5 / s, -1.0, -1.0])
+    assert trr_advantages(r, g, 2, 0.0).tolist() == pytest.approx(
+        [1.0, math.sqrt(2), -1.0, -1 / math.sqrt(2), -1 / math.sqrt(2)])
+    # equal weights, whatever their size, are the per-sequence statistics
+    assert trr_advantages(r, g, 2, 0.0, torch.full((5,), 7.0)).tolist() == pytest.approx(
+        trr_advantages(r, g, 2, 0.0).tolist())
+    # one global baseline, weighted: μ = (3 + 2 - 1)/8 = 0.5
+    assert float(global_advantages(r, g, 2, 0.0, w)[0]) > 0 > float(global_advantages(r, g, 2, 0.0, w)[3])
+    with pytest.raises(ValueError, match="weights"):
+        trr_advantages(r, g, 2, 0.0, torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0]))
+
+
+def test_assign_advantages_weighs_token_counts():
+    rollouts = [Rollout("p", "r", *GROUPS[0], reward, True) for reward in (1.0, -1.0)]
+    s = math.sqrt(0.75)
+    weighted = assign_advantages(StepBatch(0, rollouts), eps=0.0, token_counts=[3, 1])
+    assert weighted.advantages == pytest.approx([0.5 / s, -1.5 / s])
+    # an empty response still counts once
+    assert assign_advantages(StepBatch(0, rollouts), eps=0.0, token_counts=[0, 0]).advantages == pytest.approx(
+        [1.0, -1.0])
+    with pytest.raises(ValueError, match="token counts"):
+        assign_advantages(StepBatch(0, rollouts), token_counts=[3])
+
+
+def test_advantage_stage_follows_selfplay_token_weighted():
+    """`selfplay.token_weighted` makes the step's advantage stage weigh each response by its token count."""
+    import dataclasses
+
+    from azr.config import tiny_test
+    from azr.policy.base import Generation
+    from azr.selfplay import Engines, Sample, SelfPlayState, advantage_stage
+
+    samples = [Sample(Rollout("p", "r", *GROUPS[0], reward, True), Generation("p", [1], [5] * n, "r", True))
+               for reward, n in ((1.0, 3), (-1.0, 1))]
+    s = math.sqrt(0.75)
+    for weighted, expected in ((False, [1.0, -1.0]), (True, [0.5 / s, -1.5 / s])):
+        cfg = tiny_test()
+        cfg = dataclasses.replace(cfg, selfplay=dataclasses.replace(cfg.selfplay, token_weighted=weighted))
+        eng = Engines(policy=None, pool=None, optimizer=None, cfg=cfg)  # type: ignore[arg-type]
+        batch, gens = advantage_stage(eng, SelfPlayState(0, {}, random.Random(0)), samples, [], [])  # type: ignore[arg-type]
+        assert batch.advantages == pytest.approx(expected, abs=1e-5)
+        assert [g.response_ids for g in gens] == [[5] * 3, [5]]
