@@ -75,7 +75,8 @@ class Paired:
 
 def paired(suite: str, b: list[ItemResult], a: list[ItemResult]) -> Paired:
     wins, losses = discordant((x.correct[0], y.correct[0]) for x, y in zip(b, a))
-    return Paired(suite, len(b), sum(x.correct[0] for x in b) / len(b), sum(y.correct[0] for y in a) / len(a),
+    n = len(b) or float("nan")  # no items: accuracies are nan, not a ZeroDivisionError
+    return Paired(suite, len(b), sum(x.correct[0] for x in b) / n, sum(y.correct[0] for y in a) / n,
                   wins, losses, mcnemar_exact(losses, wins),
                   sum(x.answers[0] is None for x in b), sum(y.answers[0] is None for y in a))
 
@@ -96,6 +97,9 @@ class SplitResult(Paired):
     """New wins whose answer is a verbatim copy of the prompt's shown value."""
     copy_rule_correct: int
     """Items the copy rule alone gets right."""
+    beyond_copy: Paired
+    """Before vs after on the items the copy rule does not solve (issue 28's CRUXEval-I goal: a gain there is not
+    the copy rule)."""
     example_copies_before: int
     """Answers that repeat the answer of the prompt's worked example (azr style; 0 in the native style, which has
     none), by the prompts of the code at hand: reports made with other prompts read 0. A fixed example's answer
@@ -148,8 +152,10 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
                 vw, vl = discordant((x.correct[0], y.correct[0]) for x, y in both)
                 ex_b, ex_a = (sum(example[i] is not None and (side[suite][i].answers[0] or "").strip() == example[i]
                                   for i in part) for side in (before, after))
+                rest = [i for i in part if not rule_ok[i]]
+                beyond = paired(suite, [before[suite][i] for i in rest], [after[suite][i] for i in rest])
                 out.append(SplitResult(
-                    **dataclasses.asdict(paired(suite, b, a)), split=split, valid_acc_before=_acc(b),
+                    **dataclasses.asdict(paired(suite, b, a)), split=split, beyond_copy=beyond, valid_acc_before=_acc(b),
                     valid_acc_after=_acc(a), both_valid=len(both), valid_wins=vw, valid_losses=vl,
                     valid_p=mcnemar_exact(vl, vw),
                     win_copies=sum(_same(after[suite][i].answers[0], rows[i][field]) for i in wins),
@@ -174,16 +180,23 @@ def _header(*cols: str) -> list[str]:
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
 
+def _beyond(r: Paired) -> str:
+    if not r.items:
+        return "0"
+    return f"{r.items}, {r.before:.3f} → {r.after:.3f}, {r.wins}/{r.losses}, {r.p:.2g}"
+
+
 def markdown(results: list[SplitResult]) -> str:
     lines = _header("suite", "split", "items", "before", "after", "W/L", "p", "format errors before → after",
                     "acc. among format-valid before → after", "both valid: W/L, p", "new wins that copy",
-                    "copy rule alone", "example's answer repeated before → after")
+                    "copy rule alone", "beyond it: items, before → after, W/L, p",
+                    "example's answer repeated before → after")
     for r in results:
         lines.append(f"| {r.suite} | {r.split} | {r.items} | {r.before:.3f} | {r.after:.3f} | {r.wins}/{r.losses} | "
                      f"{r.p:.2g} | {r.format_errors_before} → {r.format_errors_after} | "
                      f"{r.valid_acc_before:.3f} → {r.valid_acc_after:.3f} | {r.valid_wins}/{r.valid_losses}, "
                      f"{r.valid_p:.2g} (n={r.both_valid}) | {r.win_copies}/{r.wins} | {r.copy_rule_correct} | "
-                     f"{r.example_copies_before} → {r.example_copies_after} |")
+                     f"{_beyond(r.beyond_copy)} | {r.example_copies_before} → {r.example_copies_after} |")
     return "\n".join(lines)
 
 

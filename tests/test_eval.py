@@ -525,7 +525,14 @@ def test_learning_analysis_by_hand(cruxeval_rows, monkeypatch):
     assert (test.both_valid, test.valid_wins, test.valid_losses) == (1, 0, 1)
     assert (test.example_copies_before, test.example_copies_after, dev.example_copies_after) == (0, 1, 0)
     assert (all_.items, all_.wins, all_.losses, all_.before, all_.after) == (3, 2, 1, 1 / 3, 2 / 3)
-    assert 0 <= all_.copy_rule_correct <= 3
+    # f(output) == output holds for none of the three (sample_0 sorts count pairs; the others take 3 arguments),
+    # so every item is beyond the copy rule and that part is the whole split
+    assert all_.copy_rule_correct == 0
+    bc = all_.beyond_copy
+    assert (bc.items, bc.wins, bc.losses, bc.before, bc.after) == (3, 2, 1, 1 / 3, 2 / 3)
+    assert "| 0 | 3, 0.333 → 0.667, 2/1, 1 |" in learning.markdown([all_])
+    empty = learning.paired("cruxeval-i", [], [])
+    assert empty.items == 0 and math.isnan(empty.before) and learning._beyond(empty) == "0"
     # a math report among the parts: the paired no-regression table (2 shared items: one win; an item only one
     # side scored is left out)
     math_b = EvalReport("m", {}, (SuiteResult("math", 3, 1, {}, 0.0, 0.0, 0, (
