@@ -218,6 +218,9 @@ def _thirds(rows: list[dict], key: str) -> tuple[float, float]:
 
 
 def curriculum(rows: list[dict]) -> Curriculum:
+    """What the self-play steps' rows say about the curriculum. A step-0 row (the evaluation before self-play,
+    with `--eval-every`) is not a step and is left out."""
+    rows = [r for r in rows if r.get("step", 1) >= 1]
     if not rows:
         raise ValueError("no steps logged yet: no curriculum to read")
     valid = [r.get("propose/valid_frac", 0.0) or 0.0 for r in rows]

@@ -256,7 +256,7 @@ def test_curriculum_by_hand():
              "complexity/halstead_volume": h, "propose/duplicate_frac": d, "time/step": 60.0,
              "buffer/deduction/size": 3 + s, "buffer/abduction/size": 2, "buffer/induction/size": 1}
             for s, v, n, a, h, d in [(1, 0.5, 0.0, 10, 1, 0.5), (2, 0.25, 0.2, 20, 2, 0.0), (3, 1.0, 0.5, 30, 6, 0.25)]]
-    c = curriculum(rows)
+    c = curriculum([{"step": 0, "eval/cruxeval-o/pass@1": 0.2}] + rows)  # the eval before self-play is no step
     assert c.steps == 3 and c.step_s == 180.0 and c.valid_every_step
     assert c.valid_frac_first_last == (0.5, 1.0) and c.buffers == {"deduction": 6, "abduction": 2, "induction": 1}
     assert c.learnability_nonzero_steps == pytest.approx(2 / 3)
@@ -269,6 +269,8 @@ def test_curriculum_by_hand():
     assert not curriculum(rows).valid_every_step
     with pytest.raises(ValueError, match="no steps"):
         curriculum([])
+    with pytest.raises(ValueError, match="no steps"):
+        curriculum([{"step": 0, "eval/cruxeval-o/pass@1": 0.2}])
 
 
 def _progress_output(*, terminal: bool, every_s: float, steps: int, disable: bool = False) -> str:
