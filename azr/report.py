@@ -178,8 +178,15 @@ def _mean(rows: list[dict], key: str, last: int | None = None) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def step_rows(rows: list[dict]) -> list[dict]:
+    """The rows of self-play steps: a step-0 row (the evaluation before self-play, with `--eval-every`) is not a
+    step."""
+    return [r for r in rows if r.get("step", 1) >= 1]
+
+
 def summarize_run(rows: list[dict]) -> dict[str, float | None]:
     """Per-run figures for the comparison table: length, mean step time, and the last 5 steps' means."""
+    rows = step_rows(rows)
     out: dict[str, float | None] = {"steps": float(len(rows)), "time/step mean": _mean(rows, "time/step")}
     for key in COMPARED:
         if key != "time/step":
@@ -218,9 +225,8 @@ def _thirds(rows: list[dict], key: str) -> tuple[float, float]:
 
 
 def curriculum(rows: list[dict]) -> Curriculum:
-    """What the self-play steps' rows say about the curriculum. A step-0 row (the evaluation before self-play,
-    with `--eval-every`) is not a step and is left out."""
-    rows = [r for r in rows if r.get("step", 1) >= 1]
+    """What the self-play steps' rows (`step_rows`) say about the curriculum."""
+    rows = step_rows(rows)
     if not rows:
         raise ValueError("no steps logged yet: no curriculum to read")
     valid = [r.get("propose/valid_frac", 0.0) or 0.0 for r in rows]

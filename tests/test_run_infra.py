@@ -220,6 +220,7 @@ def _fake_run(d, accs):
 def test_report_compares_runs_with_hand_computed_summary(tmp_path):
     a = _fake_run(tmp_path / "recipe", [0.0, 0.5, 1.0, 1.0, 1.0, 1.0])
     b = _fake_run(tmp_path / "ablation", [0.0, 0.0, 0.25])
+    MetricsLogger(b, tensorboard=False).log(0, {"eval/cruxeval-o/pass@1": 0.2})  # the eval before self-play: no step
     index = write_comparison([a, b], tmp_path / "cmp")
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     # last 5 of [0, .5, 1, 1, 1, 1] -> mean .9; all 3 of [0, 0, .25] -> .25/3
