@@ -53,6 +53,9 @@ class RolloutConfig:
     solve_prefix: str = ""
     """Text every solver turn starts with, e.g. `<answer>\\n` (SPEC: none; `\\n` is a newline). Its tokens are part
     of the prompt, never trained on; evaluate with the same `--response-prefix`."""
+    stop_at_answer: bool = True
+    """End a proposer or solver turn at its first `</answer>`. The parser ignores the text after it, except that a
+    second `<answer>` block is a format error, so the tokens the model writes there cost time and earn only -1."""
     gen_batch_size: int = 32
     """Sequences generated together by the `hf` backend (bigger is faster on CPU up to ~32), and the proposals of
     one seeding round (a third of it per task type). vLLM schedules its own batches and does not read it."""

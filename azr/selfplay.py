@@ -108,7 +108,8 @@ class Timer:
 def _generate(eng: Engines, prompts: Sequence[str], max_new_tokens: int, seed: int, prefix: str) -> list[Generation]:
     ro = eng.cfg.rollout
     gcfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=ro.temperature, top_p=ro.top_p,
-                            batch_size=ro.gen_batch_size, response_prefix=prefix)
+                            batch_size=ro.gen_batch_size, response_prefix=prefix,
+                            stop=("</answer>",) if ro.stop_at_answer else ())
     return eng.policy.generate(list(prompts), gcfg, seed=seed) if prompts else []
 
 

@@ -192,6 +192,26 @@ class _SilentPolicy:
         return [Generation(prompt=p, prompt_ids=[1], response_ids=[], response="", finished=True) for p in prompts]
 
 
+class _RecordingPolicy(_SilentPolicy):
+    def __init__(self):
+        self.configs = []
+
+    def generate(self, prompts, gcfg, seed=0):
+        self.configs.append(gcfg)
+        return super().generate(prompts, gcfg, seed)
+
+
+@pytest.mark.parametrize("stop_at_answer", [True, False])
+def test_self_play_turns_stop_at_the_first_answer_close_unless_switched_off(stop_at_answer):
+    cfg = C.tiny_test()
+    cfg = dataclasses.replace(cfg, rollout=dataclasses.replace(cfg.rollout, stop_at_answer=stop_at_answer))
+    state = SelfPlayState(step=0, buffers={t: TaskBuffer.seeded(t, n_inputs=4) for t in TaskType},
+                          rng=random.Random(0))
+    policy = _RecordingPolicy()
+    propose_stage(Engines(policy=policy, pool=None, optimizer=None, cfg=cfg), state, per_type=2)  # type: ignore[arg-type]
+    assert policy.configs and all(g.stop == (("</answer>",) if stop_at_answer else ()) for g in policy.configs)
+
+
 @pytest.mark.parametrize("use_references", [True, False])
 def test_propose_prompts_show_buffer_references_unless_the_no_references_ablation_is_on(use_references):
     cfg = C.tiny_test()

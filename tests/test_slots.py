@@ -146,3 +146,52 @@ def test_auto_dtypes_resolve_to_names():
     assert (fixed.gen_dtype, fixed.train_autocast) == ("float16", None)
     with pytest.raises(ValueError):
         resolve_dtypes(PolicyConfig(device="cpu", param_dtype="auto"), torch.device("cpu"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("engine", ["slots", "padded"])
+def test_stop_strings_end_rows_at_the_token_that_completes_them(tiny, engine):
+    """A string the greedy responses contain becomes a stop string: each row must equal its free decode cut at
+    the first token whose prefix decodes to contain it (that token kept, finished=True); rows without it are
+    untouched. With 3 slots, rows that stop free slots for waiting prompts."""
+    cfg = GenerationConfig(max_new_tokens=12, greedy=True, batch_size=3)
+    free = [g.response_ids for g in tiny.generate(PROMPTS, cfg)]
+
+    def cut(ids, s):
+        """The shortest prefix of ids whose decode contains s, or None."""
+        return next((ids[: j + 1] for j in range(len(ids)) if s in tiny.decode(ids[: j + 1])), None)
+
+    # A two-token string from the middle of one response that some other response lacks.
+    texts = [tiny.decode(f[4:6]) for f in free]
+    stop = next(t for t in texts if t.strip() and any(cut(f, t) is None for f in free))
+    tiny.engine = engine
+    try:
+        gens = tiny.generate(PROMPTS, GenerationConfig(max_new_tokens=12, greedy=True, batch_size=3, stop=(stop,)))
+    finally:
+        tiny.engine = "slots"
+    assert any(g.finished for g in gens) and any(not g.finished for g in gens)
+    for full, g in zip(free, gens):
+        expect = cut(full, stop)
+        assert g.response_ids == (expect if expect is not None else full)
+        assert g.finished == (expect is not None)
+        assert (stop in g.response) == g.finished
+
+
+def test_stop_check_decodes_a_short_window(tiny):
+    from azr.policy.hf import stop_check
+
+    assert stop_check(tiny.decode, ()) is None
+    seen = []
+
+    def decode(ids):
+        seen.append(len(ids))
+        return "".join(chr(97 + i % 26) for i in ids)
+
+    hit = stop_check(decode, ("xyz", "q"))
+    ids = [0] * 20  # "aaa...a"
+    assert not hit(ids) and seen[-1] == 3 + 4  # the longest stop string plus 4 spare tokens
+    assert hit(ids + [23, 24, 25]) and hit(ids + [16]) and hit(ids + [16, 0])  # "...xyz"; "...q"; "...qa"
+    assert not hit(ids + [23, 24])
+    # Asked after every token, a match older than the window has already fired: it is not looked for.
+    assert not hit([16] + ids)
+    with pytest.raises(ValueError, match="non-empty"):
+        GenerationConfig(stop=("",))

@@ -71,6 +71,11 @@ class GenerationConfig:
     """Text the assistant turn starts with before sampling (e.g. ``"<answer>"``). Its tokens are appended to
     ``prompt_ids`` (never sampled, never trained on) and ``response`` starts with it, so parsers see the
     whole turn. Empty: the model writes the turn from its first token."""
+    stop: tuple[str, ...] = ()
+    """Stop strings: a row ends at the token that completes the first occurrence of any of them in its response
+    (``response_prefix`` excluded). That token stays in ``response_ids``, the text is kept, and the row counts as
+    ``finished``. Self-play stops at ``</answer>``: the parser ignores what follows it, except that a second
+    ``<answer>`` block makes the response a format error."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -81,6 +86,8 @@ class GenerationConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must be non-empty")
 
     @property
     def do_sample(self) -> bool:
@@ -102,7 +109,7 @@ class Generation:
     response: str
     """The config's ``response_prefix`` followed by ``response_ids`` decoded with special tokens stripped."""
     finished: bool
-    """True when the response ended with an EOS token; False when ``max_new_tokens`` cut it off."""
+    """True when the response ended with an EOS token or a stop string; False when ``max_new_tokens`` cut it off."""
 
     @property
     def num_response_tokens(self) -> int:

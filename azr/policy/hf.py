@@ -58,7 +58,7 @@ import copy
 import inspect
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -420,6 +420,7 @@ class HFPolicy:
                     eos_ids=self._eos_ids, sample=lambda logits: _sample(logits, cfg, rng), cache_arg=self._cache_arg,
                     has_logits_to_keep=self._has_logits_to_keep, dtype=next(gen_model.parameters()).dtype,
                     device=self._device, share_prefixes=self.share_prefixes, stats=self.last_generate_stats,
+                    stop=stop_check(self.decode, cfg.stop),
                 )
         else:
             outs = [None] * len(prompts)
@@ -466,12 +467,15 @@ class HFPolicy:
         next_pos = pos[:, -1] + 1  # (b,)
         out: list[list[int]] = [[] for _ in range(n)]
         finished = [False] * n
+        stop = stop_check(self.decode, cfg.stop)
         for step in range(cfg.max_new_tokens):
             tok = _sample(logits.float(), cfg, rng)  # (b,)
-            done = torch.isin(tok, eos)  # (b,)
-            for row, t, d in zip(alive.tolist(), tok.tolist(), done.tolist()):
-                out[row].append(t)
-                finished[row] = d
+            is_eos = torch.isin(tok, eos).tolist()  # (b,)
+            for row, t, e in zip(alive.tolist(), tok.tolist(), is_eos):
+                if not finished[row]:  # without compaction a finished row keeps decoding; its tokens are dropped
+                    out[row].append(t)
+                    finished[row] = e or (stop is not None and stop(out[row]))
+            done = torch.tensor([finished[row] for row in alive.tolist()], device=self._device)  # (b,)
             if step == cfg.max_new_tokens - 1 or bool(done.all()):
                 break
             if can_compact and bool(done.any()):
@@ -484,15 +488,6 @@ class HFPolicy:
                 input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None], **kwargs
             ).logits[:, -1]  # (b, V)
             next_pos = next_pos + 1
-        if not can_compact:
-            # Without compaction finished rows kept decoding; cut them at their first EOS.
-            eos_set = self._eos_ids
-            for row in range(n):
-                for j, t in enumerate(out[row]):
-                    if t in eos_set:
-                        out[row] = out[row][: j + 1]
-                        finished[row] = True
-                        break
         return list(zip(out, finished))
 
     # ------------------------------------------------------------------ scoring
@@ -778,6 +773,24 @@ def _learner_microbatches(
             chunk.append(i)
         if chunk:
             yield chunk
+
+
+def stop_check(decode: Callable[[Sequence[int]], str], stops: Sequence[str]) -> Callable[[list[int]], bool] | None:
+    """A test of whether response ids have just completed one of the `stops` strings (None when there are none).
+
+    It decodes only the last ``max(len(s)) + 4`` tokens: asked after every token, it would have fired
+    earlier for a match that ends before the newest token, and a stop string of c characters spans at
+    most c tokens (every token but a special one decodes to at least one character; the 4 spare tokens
+    cover specials and a multi-byte character split across tokens at the window's start)."""
+    if not stops:
+        return None
+    window = max(len(s) for s in stops) + 4
+
+    def hit(ids: list[int]) -> bool:
+        tail = decode(ids[-window:])
+        return any(s in tail for s in stops)
+
+    return hit
 
 
 def _sample(logits: torch.Tensor, cfg: GenerationConfig, rng: torch.Generator) -> torch.Tensor:

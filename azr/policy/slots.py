@@ -248,9 +248,12 @@ def generate_slots(
     device: torch.device,
     share_prefixes: bool = True,
     stats: SlotStats | None = None,
+    stop: Callable[[list[int]], bool] | None = None,
 ) -> list[tuple[list[int], bool]]:
     """(response ids, finished) per prompt, in input order. `sample` maps (b, V) fp32 logits to (b,)
-    token ids; it is called once per forward, in a fixed order, so a seeded sampler reproduces a call."""
+    token ids; it is called once per forward, in a fixed order, so a seeded sampler reproduces a call.
+    `stop`, when given, is asked after every sampled token whether a row's response ids now end it
+    (a stop string); such a row finishes like one that emitted EOS."""
     import time
 
     stats = stats if stats is not None else SlotStats()
@@ -305,7 +308,7 @@ def generate_slots(
         done = []
         for r, t in zip(reqs, tokens.tolist()):
             out[r].append(t)
-            finished[r] = t in eos_ids
+            finished[r] = t in eos_ids or (stop is not None and stop(out[r]))
             done.append(finished[r] or len(out[r]) >= max_new_tokens)
         stats.generated_tokens += len(reqs)
         return done

@@ -121,13 +121,15 @@ class VLLMGenerator:
         sample = cfg.do_sample
         params = [SamplingParams(n=1, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature if sample else 0.0,
                                  top_p=cfg.top_p if sample else 1.0, seed=(seed + i) % 2**31,
-                                 stop_token_ids=self.eos_ids, skip_special_tokens=True)
+                                 stop_token_ids=self.eos_ids, stop=list(cfg.stop) or None,
+                                 include_stop_str_in_output=True, skip_special_tokens=True)
                   for i in range(len(prompts))]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params, use_tqdm=False)
         gens = []
         for prompt, ids, out in zip(prompts, encoded, outs):
             o = out.outputs[0]
-            resp = list(o.token_ids)  # the EOS token that stopped it is part of the sampled ids
+            # The EOS token that stopped it is part of the sampled ids; so is the token that completed a stop string.
+            resp = list(o.token_ids)
             gens.append(Generation(prompt=prompt, prompt_ids=ids, response_ids=resp,
                                    response=cfg.response_prefix + self.tokenizer.decode(resp, skip_special_tokens=True),
                                    finished=o.finish_reason == "stop"))
