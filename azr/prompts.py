@@ -78,7 +78,7 @@ INDUCTION_PROPOSE = (
     "The puzzle: from the message and half of the inputs with their outputs, write `f`. "
     "Each input is the arguments of `f` (Python literals separated by commas) in its own input block. "
     "Good inputs cover what `f` can take and give varied outputs; a good message helps without giving "
-    "the code away. The examples show the format: write inputs and a message for this `f`, not theirs.\n\n"
+    "the code away. The example shows the format, for another function: write inputs and a message for this `f`.\n\n"
     "{examples}\n\nNow this one:\n{program}\n\n{format_line}"
 )
 

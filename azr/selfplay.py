@@ -124,10 +124,12 @@ def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[li
     sp = eng.cfg.selfplay
     plans = []  # (type, references, program)
     for ttype, module in TASK_TYPES.items():
+        buffer = state.buffers[ttype]
         for program in module.propose_programs(state.buffers, per_type, state.rng):
             # The 'no references' ablation still shows the fixed seed: the format needs an example.
-            refs = (state.buffers[ttype].sample_references(sp.k_refs, state.rng) if sp.use_references
-                    else [seed_task(ttype, sp.n_induction_inputs)])
+            def draw(t: TaskType = ttype, b: TaskBuffer = buffer) -> list[Task]:
+                return b.sample_references(sp.k_refs, state.rng) if sp.use_references else [seed_task(t)]
+            refs = module.propose_references(draw, sp.n_induction_inputs)
             plans.append((ttype, tuple(refs), program))
     prompts = [TASK_TYPES[t].propose_prompt(refs, program=prog, n_inputs=sp.n_induction_inputs)
                for t, refs, prog in plans]

@@ -18,6 +18,7 @@ from azr.policy.base import Generation
 from azr.records import Proposal, Task, TaskType
 from azr.selfplay import Engines, SelfPlayState, grow_buffers_stage, propose_stage
 from azr.tasks.base import is_trivial
+from azr.tasks import induction
 from azr.tasks.induction import sample_programs
 
 ID = "def f(x):\n    return x"
@@ -226,16 +227,16 @@ def test_propose_prompts_show_buffer_references_unless_the_no_references_ablatio
     proposals, _ = propose_stage(eng, state, per_type=4)
     assert len(proposals) == 12
     for p in proposals:
-        if use_references and p.type is not TaskType.INDUCTION:
+        if p.type is TaskType.INDUCTION:  # conditioned on its sampled program alone, with a fixed format example
+            assert p.references == (induction.format_example(n),) and "Hello World" not in p.prompt
+        elif use_references:
             assert len(p.references) == 3 and all(r in bufs[p.type] for r in p.references)
             shown = [r for r in p.references if r.program != ID]
             assert shown and all(r.program in p.prompt for r in shown)
-        elif not use_references:
+        else:
             # The ablation still shows the fixed seed: the answer format needs one example.
-            # (Induction prompts still show the buffer program the proposer writes inputs for.)
             assert p.references == (seed_task(p.type, n),)
-            if p.type is not TaskType.INDUCTION:
-                assert "return x + " not in p.prompt and "return x * " not in p.prompt
+            assert "return x + " not in p.prompt and "return x * " not in p.prompt
 
 
 def test_a_task_with_an_8kb_output_is_too_long_and_never_enters_a_buffer(pool):

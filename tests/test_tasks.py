@@ -58,7 +58,7 @@ def test_registry_holds_modules_satisfying_the_protocol():
     assert set(TASK_TYPES) == set(TaskType)
     for t, mod in TASK_TYPES.items():
         assert mod.TYPE is t
-        for name in ("propose_prompt", "parse_proposal", "copies", "validate", "solve_prompt", "parse_answer", "check"):
+        for name in ("propose_references", "propose_prompt", "parse_proposal", "copies", "validate", "solve_prompt", "parse_answer", "check"):
             assert callable(getattr(mod, name))
         _: TaskTypeModule = mod
 
@@ -195,6 +195,13 @@ def test_propose_prompts_show_references_in_the_answer_format():
     [example] = re.findall(r"<answer>\n.*?</answer>", p, re.DOTALL)
     assert induction.parse_proposal(example, seed.program) == Candidate(seed.program, seed.inputs, seed.message)
     assert "def f(s):\n    return s.upper()" in p and f"Write {N_INPUTS} different inputs" in p
+    # What self-play shows: the format example, never the induction buffer (whose seed fits any one-argument f).
+    refs = induction.propose_references(lambda: pytest.fail("the induction buffer was drawn from"), N_INPUTS)
+    p = induction.propose_prompt(refs, "def f(s):\n    return s.upper()")
+    [example] = re.findall(r"<answer>\n.*?</answer>", p, re.DOTALL)
+    ex = induction.format_example(N_INPUTS)
+    assert refs == [ex] and induction.parse_proposal(example, ex.program) == Candidate(ex.program, ex.inputs, ex.message)
+    assert "Hello World" not in p and seed.message not in p
     with pytest.raises(ValueError):
         induction.propose_prompt([seed])
     with pytest.raises(ValueError):
@@ -327,3 +334,19 @@ def test_seed_input_share_counts_the_identity_seeds_inputs_as_values():
              "m", (0, 1), (2, 3))
     assert induction.seed_input_share(t) == 0.5
     assert induction.seed_input_share(SEED_IND) == 1.0
+
+
+@pytest.mark.parametrize("n", [2, 4, 10, 12])
+def test_induction_format_example_is_a_valid_task_whose_inputs_fail_on_one_argument_programs(sandbox, n):
+    """The example's outputs are what its program returns (checked by running it), it has n distinct inputs, and a
+    proposal that copies them for a one-argument f is invalid rather than a task."""
+    ex = induction.format_example(n)
+    assert len(ex.inputs) == len(set(ex.inputs)) == n and ex.visible == tuple(range(n // 2))
+    again = induction.validate(sandbox, [Proposal(TaskType.INDUCTION, "", "", Candidate(ex.program, ex.inputs, ex.message))],
+                               random.Random(0))[0]
+    assert again.task is not None and again.task.outputs == ex.outputs
+    copied = induction.validate(sandbox, [Proposal(TaskType.INDUCTION, "", "",
+                                                   Candidate("def f(s):\n    return s[::-1]", ex.inputs, "m"))],
+                                random.Random(0))[0]
+    assert copied.task is None and copied.validation is not None and not copied.validation.ok
+    assert deduction.propose_references(lambda: ["drawn"]) == ["drawn"] == abduction.propose_references(lambda: ["drawn"])

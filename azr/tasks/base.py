@@ -30,6 +30,12 @@ class TaskTypeModule(Protocol):
         proposer writes its own program."""
         ...
 
+    def propose_references(self, draw: Callable[[], list[Task]], n_inputs: int = N_INPUTS) -> list[Task]:
+        """The example tasks a propose prompt shows. `draw()` returns K references from this type's buffer (SPEC §1
+        step 1); a type whose proposer is conditioned on its sampled program alone shows a fixed format example
+        instead and never calls it."""
+        ...
+
     def propose_prompt(self, references: Sequence[Task], program: str | None = None, n_inputs: int = N_INPUTS) -> str:
         """The proposer's user message, showing the K `references` as example answers.
         Induction also needs the sampled `program` and asks for `n_inputs` inputs."""
@@ -74,6 +80,11 @@ def require_references(references: Sequence[Task]) -> None:
 def program_input_answer(program: str, inp: str) -> str:
     """How a deduction/abduction proposal's answer looks; references are shown exactly so."""
     return prompts.render_answer(f"{prompts.render_program(program)}\n{prompts.render_input(inp)}")
+
+
+def drawn_references(draw: Callable[[], list[Task]], n_inputs: int = N_INPUTS) -> list[Task]:
+    """Deduction and abduction proposers see K references drawn from their buffer."""
+    return draw()
 
 
 def no_programs(buffers: Mapping[TaskType, Iterable[Task]], count: int, rng: random.Random) -> list[str | None]:

@@ -1,7 +1,11 @@
 """Induction: from a message and some input/output pairs, write the program (SPEC §1).
 
 The proposer is shown a program sampled from the deduction and abduction buffers and writes N
-inputs plus a message describing ``f``. The executor runs the program on each input (each
+inputs plus a message describing ``f``. As in SPEC §1 and the reference, it is conditioned on that
+program alone: the prompt shows no tasks from the induction buffer, only a fixed example of the
+answer's format, for a two-argument function of its own. Shown the buffer instead, whose first task
+is the identity seed with ten inputs that fit any one-argument ``f``, the 0.5B proposer re-listed
+those inputs and the seed's message for every program (docs/RESULTS.md §4b). The executor runs the program on each input (each
 must be a literal argument list, run deterministically, and give a literal output). Half of
 the pairs, chosen at random but reproducibly from the caller's RNG, are shown to the solver
 with the message; the other half are held out, and the solver's program must reproduce
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from azr import parsing, prompts
 from azr.executor import InductionCheck, SandboxPool, Validation, check_induction_many, validate_many
@@ -48,6 +52,27 @@ def seed_task(n_inputs: int = base.N_INPUTS) -> Task:
     half = n_inputs // 2
     return Task(TYPE, "def f(x):\n    return x", inputs, outputs, SEED_MESSAGE,
                 tuple(range(half)), tuple(range(half, n_inputs)))
+
+
+_FORMAT_PROGRAM = "def f(word, n):\n    return word[:n]"
+_FORMAT_WORDS = ("pear", "fig", "melon", "kiwi", "plum", "lime", "date", "apple", "grape", "mango")
+_FORMAT_COUNTS = (2, 5, 0, 3, 1, 4, 2, 9, 3, 1)
+
+
+def format_example(n_inputs: int = base.N_INPUTS) -> Task:
+    """The one example an induction propose prompt shows: `n_inputs` inputs and a message for a two-argument
+    function that is not the one to write for. Its inputs fail on the one-argument programs the buffers mostly
+    hold, so a proposal that copies them is invalid there, not a task."""
+    pairs = [(_FORMAT_WORDS[k % len(_FORMAT_WORDS)], _FORMAT_COUNTS[k % len(_FORMAT_COUNTS)] + k // len(_FORMAT_WORDS))
+             for k in range(n_inputs)]
+    half = n_inputs // 2
+    return Task(TYPE, _FORMAT_PROGRAM, tuple(f"{w!r}, {c}" for w, c in pairs), tuple(repr(w[:c]) for w, c in pairs),
+                "Keep the first n letters of the word.", tuple(range(half)), tuple(range(half, n_inputs)))
+
+
+def propose_references(draw: Callable[[], list[Task]], n_inputs: int = base.N_INPUTS) -> list[Task]:
+    """The format example alone; the induction buffer is never drawn from for a propose prompt."""
+    return [format_example(n_inputs)]
 
 
 def sample_programs(buffers: Sequence[Iterable[Task]], k: int, rng: random.Random) -> list[str]:
