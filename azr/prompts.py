@@ -2,9 +2,9 @@
 
 Prompts are the *user message*; the policy layer applies the model's chat template. They ask
 for ``<think>…</think>`` then ``<answer>…</answer>``, and they show that format by example:
-small models only follow it when they see it (SPEC §6). Propose prompts show the
-K references as complete example answers (deduction and abduction references with their output,
-in the example's header). Solve prompts carry one worked example, `f(a, b) = a + 2 * b`, whose
+small models only follow it when they see it (SPEC §6). Deduction and abduction propose prompts show
+the K references as complete example answers, with their output in the example's header; the
+induction propose prompt shows one fixed format example (``azr.tasks.induction.format_example``). Solve prompts carry one worked example, `f(a, b) = a + 2 * b`, whose
 numbers are drawn from the task shown (same task, same prompt): a fixed one is an attractor. With
 a fixed input `1, 3`, the untrained Qwen-0.5B answered `1, 3` on 53 of the 200 CRUXEval-I dev
 items and after 10 self-play steps on 105 (a well-formed wrong answer, -0.5, beats a format error,
