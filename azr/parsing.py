@@ -188,16 +188,20 @@ def parse_program_input(response: str, strip_comments: bool = False) -> Candidat
 
 
 def parse_inputs_message(response: str, program: str, n_inputs: int) -> Candidate | FormatError:
-    """An induction proposal for `program`: exactly `n_inputs` distinct literal ```input blocks
-    and one non-empty ```message block."""
+    """An induction proposal for `program`: at least `n_inputs` literal ```input blocks, of which the last
+    `n_inputs` are kept and must be distinct, and one non-empty ```message block.
+
+    Extra blocks are dropped rather than rejected, as the reference's parser does (it takes the last N and
+    fails only on fewer): a 0.5B proposer often miscounts, and the surplus costs the task nothing."""
     parsed = _answer_blocks(response)
     if isinstance(parsed, FormatError):
         return parsed
     _, blocks = parsed
     inputs = [b.body.strip() for b in blocks if b.lang == INPUT_LANG]
-    if len(inputs) != n_inputs:
+    if len(inputs) < n_inputs:
         kind = FormatErrorKind.NO_INPUT if not inputs else FormatErrorKind.WRONG_INPUT_COUNT
         return FormatError(kind, f"{len(inputs)} ```input blocks, expected {n_inputs}")
+    inputs = inputs[len(inputs) - n_inputs:]
     seen: dict[str, int] = {}
     for k, text in enumerate(inputs):
         bad = _check_input(text, f"input {k + 1}")

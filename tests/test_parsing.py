@@ -84,7 +84,7 @@ MALFORMED = [
     ("proposal", ans(PROG, "```input\n1) + (2\n```"), K.BAD_INPUT),
     # --- induction proposals (N = 3) -------------------------------------------------------
     ("induction", inputs_msg(["1", "2"]), K.WRONG_INPUT_COUNT),
-    ("induction", inputs_msg(["1", "2", "3", "4"]), K.WRONG_INPUT_COUNT),
+    ("induction", inputs_msg(["1", "2", "3", "3"]), K.DUPLICATE_INPUTS),
     ("induction", inputs_msg([]), K.NO_INPUT),
     ("induction", ans("```input\n1\n2\n3\n```", "```message\nid\n```"), K.WRONG_INPUT_COUNT),
     ("induction", inputs_msg(["1", "2", "3"], None), K.NO_MESSAGE),
@@ -196,6 +196,9 @@ def test_induction_well_formed():
     # 1, 1.0 and True are different inputs
     r3 = inputs_msg(["1", "1.0", "True"])
     assert isinstance(parsing.parse_inputs_message(r3, ID, 3), Candidate)
+    # more inputs than asked: the last N are kept (the reference's rule), and only they are checked
+    r4 = inputs_msg(["x = 1", "1", "2", "3"])
+    assert parsing.parse_inputs_message(r4, ID, 3) == Candidate(ID, ("1", "2", "3"), "Returns x.")
 
 
 @pytest.mark.parametrize("response,expected", [
