@@ -79,8 +79,9 @@ INDUCTION_PROPOSE = (
     "Each input is the arguments of `f` (Python literals separated by commas) in its own input block. "
     "Good inputs cover what `f` can take and give varied outputs; a good message helps without giving "
     "the code away. The example shows the format, for another function: write inputs and a message for this `f`.\n\n"
-    "{examples}\n\nNow this one:\n{program}\n\n{format_line}"
+    "{examples}\n\nNow this one:\n{task}\n\n{format_line}"
 )
+INDUCTION_PROGRAM_AND_CALL = "{program}\nA call that runs: {call}"
 
 DEDUCTION_SOLVE = (
     "Predict the output of the function `f` for the input. Answer with the output as a Python literal.\n\n"
@@ -111,6 +112,11 @@ def render_program(program: str) -> str:
 
 def render_input(inp: str) -> str:
     return INPUT_BLOCK.format(inp)
+
+
+def render_call(inp: str) -> str:
+    """`inp`, an argument list, as one inline call of `f`."""
+    return f"`f({inp})`"
 
 
 def render_output(out: str) -> str:

@@ -120,26 +120,26 @@ def _step_seed(state: SelfPlayState) -> int:
 # -- stages ---------------------------------------------------------------------------------
 def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[list[Proposal], list[Generation]]:
     """SPEC §1 step 1: `per_type` proposals per task type, conditioned on K references (and,
-    for induction, a program sampled from the deduction+abduction buffers)."""
+    for induction, a task sampled from the deduction+abduction buffers: its program and one call)."""
     sp = eng.cfg.selfplay
-    plans = []  # (type, references, program)
+    plans = []  # (type, references, source task)
     for ttype, module in TASK_TYPES.items():
         buffer = state.buffers[ttype]
-        for program in module.propose_programs(state.buffers, per_type, state.rng):
+        for source in module.propose_sources(state.buffers, per_type, state.rng):
             # The 'no references' ablation still shows the fixed seed: the format needs an example.
             def draw(t: TaskType = ttype, b: TaskBuffer = buffer) -> list[Task]:
                 return b.sample_references(sp.k_refs, state.rng) if sp.use_references else [seed_task(t)]
             refs = module.propose_references(draw, sp.n_induction_inputs)
-            plans.append((ttype, tuple(refs), program))
-    prompts = [TASK_TYPES[t].propose_prompt(refs, program=prog, n_inputs=sp.n_induction_inputs)
-               for t, refs, prog in plans]
+            plans.append((ttype, tuple(refs), source))
+    prompts = [TASK_TYPES[t].propose_prompt(refs, source=src, n_inputs=sp.n_induction_inputs)
+               for t, refs, src in plans]
     gens = _generate(eng, prompts, eng.cfg.rollout.max_new_tokens_propose, _step_seed(state),
                      eng.cfg.rollout.propose_prefix)
     proposals = [
         Proposal(type=t, prompt=p, response=g.response, references=refs,
-                 parsed=TASK_TYPES[t].parse_proposal(g.response, program=prog, n_inputs=sp.n_induction_inputs,
-                                                     strip_comments=sp.strip_comments))
-        for (t, refs, prog), p, g in zip(plans, prompts, gens)
+                 parsed=TASK_TYPES[t].parse_proposal(g.response, program=src.program if src else None,
+                                                     n_inputs=sp.n_induction_inputs, strip_comments=sp.strip_comments))
+        for (t, refs, src), p, g in zip(plans, prompts, gens)
     ]
     return proposals, gens
 

@@ -230,7 +230,7 @@ def longest_prompt(policy, cfg: C.TrainConfig) -> int:
     for t, module in TASK_TYPES.items():
         seed = next(iter(TaskBuffer.seeded(t, n_inputs=sp.n_induction_inputs)))
         refs = module.propose_references(lambda: [seed] * sp.k_refs, sp.n_induction_inputs)
-        prompt = module.propose_prompt(refs, program=seed.program, n_inputs=sp.n_induction_inputs)
+        prompt = module.propose_prompt(refs, source=seed, n_inputs=sp.n_induction_inputs)
         longest = max(longest, len(policy.encode_prompt(prompt)))
     prefix = C.unescape(cfg.rollout.propose_prefix)
     return longest + sp.k_refs * cap + len(policy.tokenizer(prefix, add_special_tokens=False)["input_ids"])

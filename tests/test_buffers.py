@@ -18,8 +18,7 @@ from azr.policy.base import Generation
 from azr.records import Proposal, Task, TaskType
 from azr.selfplay import Engines, SelfPlayState, grow_buffers_stage, propose_stage
 from azr.tasks.base import is_trivial
-from azr.tasks import induction
-from azr.tasks.induction import sample_programs
+from azr.tasks import deduction, induction
 
 ID = "def f(x):\n    return x"
 
@@ -144,14 +143,19 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch, fail_at):
     assert os.listdir(tmp_path) == ["deduction.jsonl"]  # the temp file was removed
 
 
-def test_sample_programs_from_deduction_and_abduction_buffers():
-    d = TaskBuffer(TaskType.DEDUCTION, [ded(1)])
-    a = TaskBuffer(TaskType.ABDUCTION, [Task(TaskType.ABDUCTION, "def f(x):\n    return -x", ("1",), ("-1",))])
-    got = sample_programs([d, a], 200, random.Random(0))
-    assert set(got) == {ded(1).program, "def f(x):\n    return -x"}
-    assert got == sample_programs([d, a], 200, random.Random(0))
+def test_induction_sources_from_deduction_and_abduction_buffers():
+    neg = Task(TaskType.ABDUCTION, "def f(x):\n    return -x", ("1",), ("-1",))
+    other = Task(TaskType.INDUCTION, "def f(x):\n    return 0", ("1", "2"), ("0", "0"), "zero", (0,), (1,))
+    buffers = {TaskType.DEDUCTION: TaskBuffer(TaskType.DEDUCTION, [ded(1)]),
+               TaskType.ABDUCTION: TaskBuffer(TaskType.ABDUCTION, [neg]),
+               TaskType.INDUCTION: TaskBuffer(TaskType.INDUCTION, [other])}
+    got = induction.propose_sources(buffers, 200, random.Random(0))
+    assert set(got) == {ded(1), neg}  # never the induction buffer's own tasks
+    assert got == induction.propose_sources(buffers, 200, random.Random(0))
+    assert deduction.propose_sources(buffers, 3, random.Random(0)) == [None] * 3
+    empty = {t: TaskBuffer(t) for t in TaskType}
     with pytest.raises(ValueError):
-        sample_programs([TaskBuffer(TaskType.DEDUCTION)], 1, random.Random(0))
+        induction.propose_sources(empty, 1, random.Random(0))
 
 
 TRIVIAL = [

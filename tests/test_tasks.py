@@ -72,7 +72,7 @@ def test_identity_seed_end_to_end(sandbox, task_type):
     seed = refs[0]
     program = seed.program if task_type is TaskType.INDUCTION else None
 
-    prompt = mod.propose_prompt(refs, program)
+    prompt = mod.propose_prompt(refs, seed if task_type is TaskType.INDUCTION else None)
     response = proposer_response(seed)
     parsed = mod.parse_proposal(response, program)
     assert parsed == Candidate(seed.program, seed.inputs, seed.message)
@@ -146,7 +146,8 @@ def test_induction_validation_split_and_check(sandbox):
     bad_resp = induction.inputs_message_answer(("1, 2", "'a', 1", "3, 4", "5, 6", "7, 8", "9, 0"), "Subtract.")
     short = induction.inputs_message_answer(inputs[:5], "Subtract.")
     ref = TaskBuffer.seeded(TaskType.INDUCTION, 6).tasks
-    props = [Proposal(TaskType.INDUCTION, induction.propose_prompt(ref, program, 6), r,
+    source = Task(TaskType.DEDUCTION, program, ("1, 2",), ("-1",))
+    props = [Proposal(TaskType.INDUCTION, induction.propose_prompt(ref, source, 6), r,
                       induction.parse_proposal(r, program, 6)) for r in (resp, bad_resp, short)]
     assert props[2].error.kind is FormatErrorKind.WRONG_INPUT_COUNT
     pool = CountingPool(sandbox)
@@ -191,13 +192,16 @@ def test_propose_prompts_show_references_in_the_answer_format():
             assert mod.parse_proposal(e) == Candidate(r.program, r.inputs)
         assert "{" not in p.replace("{k}", "")  # no unfilled placeholder
     seed = induction.seed_task(N_INPUTS)
-    p = induction.propose_prompt([seed], "def f(s):\n    return s.upper()")
+    upper = Task(TaskType.DEDUCTION, "def f(s):\n    return s.upper()", ("'abc'",), ("'ABC'",))
+    p = induction.propose_prompt([seed], upper)
     [example] = re.findall(r"<answer>\n.*?</answer>", p, re.DOTALL)
     assert induction.parse_proposal(example, seed.program) == Candidate(seed.program, seed.inputs, seed.message)
     assert "def f(s):\n    return s.upper()" in p and f"Write {N_INPUTS} different inputs" in p
+    # the source task's own input is shown as one call that runs, after its program
+    assert p.endswith(f"return s.upper()\n```\nA call that runs: `f('abc')`\n\n{prompts.format_line(1)}")
     # What self-play shows: the format example, never the induction buffer (whose seed fits any one-argument f).
     refs = induction.propose_references(lambda: pytest.fail("the induction buffer was drawn from"), N_INPUTS)
-    p = induction.propose_prompt(refs, "def f(s):\n    return s.upper()")
+    p = induction.propose_prompt(refs, upper)
     [example] = re.findall(r"<answer>\n.*?</answer>", p, re.DOTALL)
     ex = induction.format_example(N_INPUTS)
     assert refs == [ex] and induction.parse_proposal(example, ex.program) == Candidate(ex.program, ex.inputs, ex.message)

@@ -19,7 +19,7 @@ TYPE = TaskType.ABDUCTION
 
 
 # Proposing is the same for deduction and abduction but for the prompt's template.
-propose_programs = base.no_programs
+propose_sources = base.no_sources
 propose_references = base.drawn_references
 propose_prompt = functools.partial(base.program_input_propose_prompt, prompts.ABDUCTION_PROPOSE)
 parse_proposal = base.parse_program_input_proposal

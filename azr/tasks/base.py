@@ -24,10 +24,10 @@ N_INPUTS = 10
 class TaskTypeModule(Protocol):
     TYPE: TaskType
 
-    def propose_programs(self, buffers: Mapping[TaskType, Iterable[Task]], count: int,
-                         rng: random.Random) -> list[str | None]:
-        """The program each of `count` propose prompts shows, drawn from the run's `buffers`; None for a type whose
-        proposer writes its own program."""
+    def propose_sources(self, buffers: Mapping[TaskType, Iterable[Task]], count: int,
+                        rng: random.Random) -> list[Task | None]:
+        """The buffer task each of `count` propose prompts is about, drawn from the run's `buffers` (induction: its
+        program and one call of it are shown); None for a type whose proposer writes its own program."""
         ...
 
     def propose_references(self, draw: Callable[[], list[Task]], n_inputs: int = N_INPUTS) -> list[Task]:
@@ -36,9 +36,9 @@ class TaskTypeModule(Protocol):
         instead and never calls it."""
         ...
 
-    def propose_prompt(self, references: Sequence[Task], program: str | None = None, n_inputs: int = N_INPUTS) -> str:
+    def propose_prompt(self, references: Sequence[Task], source: Task | None = None, n_inputs: int = N_INPUTS) -> str:
         """The proposer's user message, showing the K `references` as example answers.
-        Induction also needs the sampled `program` and asks for `n_inputs` inputs."""
+        Induction also needs the sampled `source` task and asks for `n_inputs` inputs."""
         ...
 
     def parse_proposal(
@@ -87,12 +87,12 @@ def drawn_references(draw: Callable[[], list[Task]], n_inputs: int = N_INPUTS) -
     return draw()
 
 
-def no_programs(buffers: Mapping[TaskType, Iterable[Task]], count: int, rng: random.Random) -> list[str | None]:
-    """Deduction and abduction proposers write their own program: their prompts show none."""
+def no_sources(buffers: Mapping[TaskType, Iterable[Task]], count: int, rng: random.Random) -> list[Task | None]:
+    """Deduction and abduction proposers write their own program: their prompts show no buffer task to work on."""
     return [None] * count
 
 
-def program_input_propose_prompt(template: str, references: Sequence[Task], program: str | None = None,
+def program_input_propose_prompt(template: str, references: Sequence[Task], source: Task | None = None,
                                  n_inputs: int = N_INPUTS) -> str:
     """A deduction or abduction propose prompt: `template` filled with the K `references` as example answers."""
     require_references(references)

@@ -75,18 +75,14 @@ def propose_references(draw: Callable[[], list[Task]], n_inputs: int = base.N_IN
     return [format_example(n_inputs)]
 
 
-def sample_programs(buffers: Sequence[Iterable[Task]], k: int, rng: random.Random) -> list[str]:
-    """k programs for induction proposals, drawn uniformly with replacement from the tasks of
-    `buffers` (the deduction and abduction buffers, SPEC §1 step 1)."""
-    pool = [t.program for b in buffers for t in b]
+def propose_sources(buffers: Mapping[TaskType, Iterable[Task]], count: int, rng: random.Random) -> list[Task | None]:
+    """The task each induction propose prompt is about, drawn uniformly with replacement from the deduction and
+    abduction buffers (SPEC §1 step 1 samples its program; the prompt also shows the task's own input as one call
+    that runs)."""
+    pool = [t for b in (buffers[TaskType.DEDUCTION], buffers[TaskType.ABDUCTION]) for t in b]
     if not pool:
         raise ValueError("no programs to sample from")
-    return rng.choices(pool, k=k)
-
-
-def propose_programs(buffers: Mapping[TaskType, Iterable[Task]], count: int, rng: random.Random) -> list[str | None]:
-    """The program each induction propose prompt shows, drawn from the deduction and abduction buffers."""
-    return list(sample_programs([buffers[TaskType.DEDUCTION], buffers[TaskType.ABDUCTION]], count, rng))
+    return list(rng.choices(pool, k=count))
 
 
 def inputs_message_answer(inputs: Sequence[str], message: str) -> str:
@@ -95,16 +91,25 @@ def inputs_message_answer(inputs: Sequence[str], message: str) -> str:
     return prompts.render_answer("\n".join(blocks))
 
 
-def propose_prompt(references: Sequence[Task], program: str | None = None, n_inputs: int = base.N_INPUTS) -> str:
+def propose_prompt(references: Sequence[Task], source: Task | None = None, n_inputs: int = base.N_INPUTS) -> str:
+    """The format example, then the `source` task's program and its own input as a call that runs.
+
+    Why the call: shown a two-argument example and a program alone, a 0.5B proposer wrote the example's
+    `'word', n` inputs for programs of one argument, or for `x + y` (invalid, runtime errors). One known call
+    says how many arguments `f` takes and of what kind, without suggesting the rest."""
     base.require_references(references)
-    if program is None:
-        raise ValueError("the induction propose prompt needs the sampled program")
-    examples = [f"{prompts.render_program(t.program)}\n{inputs_message_answer(t.inputs, t.message)}"
-                for t in references]
+    if source is None:
+        raise ValueError("the induction propose prompt needs the sampled source task")
+    examples = [f"{_program_and_call(t)}\n{inputs_message_answer(t.inputs, t.message)}" for t in references]
     return prompts.INDUCTION_PROPOSE.format(
-        n=n_inputs, examples=prompts.render_examples(examples), program=prompts.render_program(program),
+        n=n_inputs, examples=prompts.render_examples(examples), task=_program_and_call(source),
         format_line=prompts.format_line(len(examples)),
     )
+
+
+def _program_and_call(task: Task) -> str:
+    return prompts.INDUCTION_PROGRAM_AND_CALL.format(program=prompts.render_program(task.program),
+                                                     call=prompts.render_call(task.inputs[0]))
 
 
 def parse_proposal(
