@@ -124,11 +124,10 @@ def propose_stage(eng: Engines, state: SelfPlayState, per_type: int) -> tuple[li
     sp = eng.cfg.selfplay
     plans = []  # (type, references, source task)
     for ttype, module in TASK_TYPES.items():
-        buffer = state.buffers[ttype]
+        # The 'no references' ablation still shows the fixed seed: the format needs an example.
+        def draw(t: TaskType = ttype) -> list[Task]:
+            return state.buffers[t].sample_references(sp.k_refs, state.rng) if sp.use_references else [seed_task(t)]
         for source in module.propose_sources(state.buffers, per_type, state.rng):
-            # The 'no references' ablation still shows the fixed seed: the format needs an example.
-            def draw(t: TaskType = ttype, b: TaskBuffer = buffer) -> list[Task]:
-                return b.sample_references(sp.k_refs, state.rng) if sp.use_references else [seed_task(t)]
             refs = module.propose_references(draw, sp.n_induction_inputs)
             plans.append((ttype, tuple(refs), source))
     prompts = [TASK_TYPES[t].propose_prompt(refs, source=src, n_inputs=sp.n_induction_inputs)

@@ -1,7 +1,7 @@
 """Induction: from a message and some input/output pairs, write the program (SPEC §1).
 
-The proposer is shown a program sampled from the deduction and abduction buffers and writes N
-inputs plus a message describing ``f``. As in SPEC §1 and the reference, it is conditioned on that
+The proposer is shown a task sampled from the deduction and abduction buffers (its program, and its
+input as one call that runs) and writes N inputs plus a message describing ``f``. As in SPEC §1 and the reference, it is conditioned on that
 program alone: the prompt shows no tasks from the induction buffer, only a fixed example of the
 answer's format, for a two-argument function of its own. Shown the buffer instead, whose first task
 is the identity seed with ten inputs that fit any one-argument ``f``, the 0.5B proposer re-listed
