@@ -57,10 +57,43 @@ def rss_bytes() -> int:
         return 0
 
 
+_peak_before_reset = 0
+"""The highest RSS seen before the last `reset_peak`: what `peak_rss_bytes` adds to the kernel's mark after it."""
+
+
+def _hwm_bytes() -> int:
+    """The kernel's high-water mark of this process's RSS: VmHWM (reset by `reset_peak`), else ru_maxrss (KiB on
+    Linux), which it updates lazily; or the RSS now if that is higher."""
+    try:
+        with open("/proc/self/status") as f:
+            hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return max(hwm, rss_bytes())
+
+
+def reset_peak() -> bool:
+    """Start a new high-water mark at the RSS now (Linux: write 5 to /proc/self/clear_refs), so that
+    `peak_since_reset_bytes` measures one stretch of work, such as a stage of a step. The process's overall peak
+    is kept for `peak_rss_bytes`. False where the kernel does not allow it; the mark then runs on."""
+    global _peak_before_reset
+    _peak_before_reset = max(_peak_before_reset, _hwm_bytes())
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_since_reset_bytes() -> int:
+    """The highest RSS since the last successful `reset_peak` (since the start, if none)."""
+    return _hwm_bytes()
+
+
 def peak_rss_bytes() -> int:
-    """The highest RSS this process has had so far: the kernel's high-water mark (ru_maxrss, in KiB on Linux),
-    which it updates lazily, or the RSS now if that is higher."""
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_bytes())
+    """The highest RSS this process has had so far, across resets."""
+    return max(_peak_before_reset, _hwm_bytes())
 
 
 def memory_metrics() -> dict[str, float]:

@@ -6,6 +6,7 @@ A step flows through these records, never through dicts of lists:
     Task       (a validated program + its I/O, what buffers hold and solvers answer)
     Rollout    (one response to train on, with its reward and, later, its advantage)
     StepBatch  (everything of one step the trainer needs for the update and the buffers)
+    SeedingRound (what one round of seeding proposed, and what became of it)
 
 A response that cannot be used is a :class:`FormatError` value, never an exception.
 """
@@ -201,6 +202,18 @@ class Proposal:
             return FormatError(FormatErrorKind.INVALID_TASK, f"{self.validation.reason}: {self.validation.detail}")
         return None
 
+    @property
+    def outcome(self) -> str:
+        """What became of it, as one label: `valid`, `format:<kind>` (the response did not parse),
+        `invalid:<reason>` (the executor rejected it) or `unvalidated` (parsed, not yet validated)."""
+        if isinstance(self.parsed, FormatError):
+            return f"format:{self.parsed.kind}"
+        if self.task is not None:
+            return "valid"
+        if self.validation is not None and not self.validation.ok:
+            return f"invalid:{self.validation.reason}"
+        return "unvalidated"
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -278,3 +291,24 @@ class StepBatch:
         return dataclasses.replace(
             self, rollouts=tuple(r.with_advantage(a) for r, a in zip(self.rollouts, advantages))
         )
+
+
+@dataclass(frozen=True)
+class SeedingRound:
+    """One round of seeding: how its proposals ended, per task type, and the buffer sizes after it.
+    Outcome labels are :attr:`Proposal.outcome`'s, with `valid` split into `added` and `duplicate`
+    (already in the buffer)."""
+
+    tries: int
+    """Proposer generations per task type so far, this round's included."""
+    sizes: dict[TaskType, int]
+    outcomes: dict[TaskType, dict[str, int]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tries": self.tries, "sizes": {str(t): n for t, n in self.sizes.items()},
+                "outcomes": {str(t): dict(c) for t, c in self.outcomes.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SeedingRound:
+        return cls(tries=int(d["tries"]), sizes={TaskType(t): int(n) for t, n in d["sizes"].items()},
+                   outcomes={TaskType(t): {k: int(v) for k, v in c.items()} for t, c in d["outcomes"].items()})

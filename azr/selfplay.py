@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
-from azr import rewards
+from azr import heap, rewards
 from azr.advantages import assign_advantages, global_advantages, trr_advantages
 from azr.buffers import TaskBuffer, seed_task
 from azr.complexity import batch_complexity, distinct_fraction, mean_edit_distance_to_refs
@@ -28,7 +28,7 @@ from azr.config import TrainConfig
 from azr.executor import InvalidReason, SandboxPool, Validation
 from azr.loss import ppo_clip_loss
 from azr.policy import Generation, GenerationConfig, Policy, Scorer
-from azr.records import Candidate, FormatError, Proposal, Role, Rollout, StepBatch, Task, TaskType
+from azr.records import Candidate, FormatError, Proposal, Role, Rollout, SeedingRound, StepBatch, Task, TaskType
 from azr.tasks import TASK_TYPES
 from azr.tasks.base import is_trivial, task_text
 from azr.tasks.induction import seed_input_share
@@ -83,24 +83,31 @@ def _quiet(stage: str) -> None:
 
 @dataclass
 class Timer:
-    """Wall time per stage, for the ``time/*`` metrics. ``on_stage(name)`` hears each stage as it begins (the
-    trainer's progress display)."""
+    """Wall time and peak RSS per stage, for the ``time/*`` and ``memory/stage_peak_gib/*`` metrics: the kernel's
+    high-water mark is reset as each stage begins, so a stage's peak is its own, not the step's so far.
+    ``on_stage(name)`` hears each stage as it begins (the trainer's progress display)."""
 
     on_stage: Callable[[str], None] = _quiet
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_bytes: dict[str, int] = field(default_factory=dict)
+    """Per stage, the highest RSS while it ran; empty where the kernel cannot reset the mark."""
     _stage: str | None = None
     _t: float = field(default_factory=time.perf_counter)
+    _peaks_ok: bool = False
 
     def start(self, stage: str) -> None:
         """End the running stage, if any, and begin `stage`."""
         self.stop()
         self._stage = stage
+        self._peaks_ok = heap.reset_peak()
         self.on_stage(stage)
 
     def stop(self) -> None:
         now = time.perf_counter()
         if self._stage is not None:
             self.seconds[self._stage] = self.seconds.get(self._stage, 0.0) + now - self._t
+            if self._peaks_ok:
+                self.peak_bytes[self._stage] = max(self.peak_bytes.get(self._stage, 0), heap.peak_since_reset_bytes())
         self._stage, self._t = None, now
 
 
@@ -359,6 +366,7 @@ def selfplay_step(eng: Engines, state: SelfPlayState, on_stage: Callable[[str], 
     metrics = {**step_metrics(batch, gens, state), **update, **grown}
     timer.stop()
     metrics.update({f"time/{k}": v for k, v in timer.seconds.items()})
+    metrics.update({f"memory/stage_peak_gib/{k}": v / heap.GIB for k, v in timer.peak_bytes.items()})
     metrics["time/step"] = sum(timer.seconds.values())
     gen_tokens = sum(len(g.response_ids) for g in propose_gens + solved.generations)
     metrics["perf/tokens_per_s"] = gen_tokens / max(1e-9, timer.seconds["propose"] + timer.seconds["solve"])
@@ -421,17 +429,34 @@ def step_metrics(batch: StepBatch, gens: Sequence[Generation], state: SelfPlaySt
 
 
 # -- seeding --------------------------------------------------------------------------------
-def seed_buffers(eng: Engines, state: SelfPlayState, on_round: Callable[[dict[TaskType, int], int], None]) -> int:
+def round_outcomes(proposals: Sequence[Proposal], before: dict[TaskType, int], after: dict[TaskType, int]
+                   ) -> dict[TaskType, dict[str, int]]:
+    """How one round's proposals ended, per type: counts of `Proposal.outcome`, with its `valid`
+    split into `added` (buffer size after − before) and `duplicate` (valid − added)."""
+    out: dict[TaskType, dict[str, int]] = {}
+    for ttype in TASK_TYPES:
+        counts = Counter(p.outcome for p in proposals if p.type is ttype)
+        valid = counts.pop("valid", 0)
+        added = after[ttype] - before[ttype]
+        counts.update({"added": added, "duplicate": valid - added})
+        out[ttype] = {k: v for k, v in sorted(counts.items()) if v}
+    return out
+
+
+def seed_buffers(eng: Engines, state: SelfPlayState, on_round: Callable[[SeedingRound], None]) -> int:
     """SPEC §1 Seeding: propose from the identity triplet until every buffer holds B×S tasks besides
     its seed (``seed_target``), or after `seed_max_tries` generations per type. Resumable: it only
-    tops up what the buffers still lack. Returns generations used."""
+    tops up what the buffers still lack. `on_round` gets each round's outcomes (why proposals
+    failed, not only how many buffers grew). Returns generations used."""
     sp = eng.cfg.selfplay
     tries = 0
     per_round = max(1, min(eng.cfg.rollout.gen_batch_size // 3, sp.seed_target - 1))
-    while tries < sp.seed_max_tries and any(len(state.buffers[t]) < sp.seed_target for t in TASK_TYPES):
+    sizes = {t: len(state.buffers[t]) for t in TASK_TYPES}
+    while tries < sp.seed_max_tries and any(sizes[t] < sp.seed_target for t in TASK_TYPES):
         proposals, _ = propose_stage(eng, state, per_round)
         proposals = validate_stage(eng, state, proposals)
         grow_buffers_stage(state, proposals)
         tries += per_round
-        on_round({t: len(state.buffers[t]) for t in TASK_TYPES}, tries)
+        before, sizes = sizes, {t: len(state.buffers[t]) for t in TASK_TYPES}
+        on_round(SeedingRound(tries=tries, sizes=sizes, outcomes=round_outcomes(proposals, before, sizes)))
     return tries

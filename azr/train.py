@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -33,7 +34,7 @@ from azr.distributed.ddp import DistContext, init_distributed
 from azr.distributed.engines import BuiltEngines, build_engines
 from azr.heap import GIB, memory_metrics, rss_bytes, set_mmap_threshold
 from azr.metrics import MetricsLogger, read_metrics, spread_sample
-from azr.records import Rollout, StepBatch, TaskType
+from azr.records import Rollout, SeedingRound, StepBatch, TaskType
 from azr.selfplay import Engines, SelfPlayState, proposal_rollout, seed_buffers, selfplay_step
 from azr.tasks import TASK_TYPES
 
@@ -319,23 +320,37 @@ def save(run: Run) -> Path | None:
 
 
 def seed(run: Run, progress) -> None:
-    """The seeding stage with a progress bar; buffers are saved after every round."""
+    """The seeding stage with a progress bar; buffers are saved after every round, and each round's outcomes (how
+    many proposals were added, duplicates, and each reason for the others) are appended to seeding/rounds.jsonl.
+    At the end one line per task type says where its proposals went."""
     target = run.cfg.selfplay.seed_target
     task = progress.add_task("seeding buffers", total=target * len(TASK_TYPES))
     out = run.dir / "seeding"
     if run.is_main:
         out.mkdir(exist_ok=True)
+    totals: dict[TaskType, Counter] = {t: Counter() for t in TASK_TYPES}
 
-    def on_round(sizes, tries):
-        for t, b in run.state.buffers.items():
-            if run.is_main:
-                b.save(out / f"{t}.jsonl")
+    def show(sizes, tries):
         progress.update(task, completed=sum(min(v, target) for v in sizes.values()),
                         description="seeding " + " ".join(f"{t[:3]}={v}" for t, v in sizes.items()) + f" tries={tries}")
 
-    on_round({t: len(b) for t, b in run.state.buffers.items()}, 0)
+    def on_round(rnd: SeedingRound):
+        for t, c in rnd.outcomes.items():
+            totals[t].update(c)
+        if run.is_main:
+            for t, b in run.state.buffers.items():
+                b.save(out / f"{t}.jsonl")
+            with open(out / "rounds.jsonl", "a") as f:
+                f.write(json.dumps(rnd.to_json()) + "\n")
+        show(rnd.sizes, rnd.tries)
+
+    show({t: len(b) for t, b in run.state.buffers.items()}, 0)
     seed_buffers(run.eng, run.state, on_round)
     progress.update(task, completed=target * len(TASK_TYPES))
+    if run.is_main and any(totals.values()):
+        for t, c in totals.items():
+            progress.console.print(f"seeding {t}: " + ", ".join(f"{k} {v}" for k, v in c.most_common()),
+                                   markup=False, highlight=False, soft_wrap=True)
 
 
 def train(cfg: C.TrainConfig) -> Path:

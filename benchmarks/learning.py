@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -262,6 +263,30 @@ def buffer_table(dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def seeding_table(dirs: list[Path]) -> str:
+    """Where seeding's proposals went, from the `rounds.jsonl` that a `seeding/` directory holds: per type, the
+    proposals made, how many were added or duplicates, and every failure reason with its count, most common first.
+    Empty when no directory has the file (runs from before it was written)."""
+    from collections import Counter
+
+    from azr.records import SeedingRound, TaskType
+
+    lines = _header("seeding", "type", "proposals", "added", "duplicate", "failed: reason count, most common first")
+    for d in dirs:
+        path = Path(d) / "rounds.jsonl"
+        if not path.is_file():
+            continue
+        rounds = [SeedingRound.from_json(json.loads(x)) for x in path.read_text().splitlines() if x.strip()]
+        for t in TaskType:
+            c = Counter()
+            for r in rounds:
+                c.update(r.outcomes.get(t, {}))
+            added, dup = c.pop("added", 0), c.pop("duplicate", 0)
+            fails = ", ".join(f"{k} {v}" for k, v in c.most_common())
+            lines.append(f"| {d} | {t} | {added + dup + sum(c.values())} | {added} | {dup} | {fails or '–'} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 @dataclass(frozen=True)
 class AblationRow:
     """One run of the ablation table on one suite: its accuracy, paired against the untrained model and against
@@ -378,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.buffers:
         print(buffer_table([Path(d) for d in args.buffers]))
+        seeding = seeding_table([Path(d) for d in args.buffers])
+        if seeding:
+            print("\n" + seeding)
         if not (args.runs or args.reports or args.after or args.recipe):
             return 0
     if args.runs:

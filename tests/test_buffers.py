@@ -15,8 +15,9 @@ from azr import buffers
 from azr import config as C
 from azr.buffers import BufferFileError, TaskBuffer, seed_task
 from azr.policy.base import Generation
-from azr.records import Proposal, Task, TaskType
-from azr.selfplay import Engines, SelfPlayState, grow_buffers_stage, propose_stage
+from azr.executor import InvalidReason, Validation
+from azr.records import Candidate, FormatError, FormatErrorKind, Proposal, Task, TaskType
+from azr.selfplay import Engines, SelfPlayState, grow_buffers_stage, propose_stage, round_outcomes
 from azr.tasks.base import is_trivial
 from azr.tasks import deduction, induction
 
@@ -188,6 +189,26 @@ def test_grow_buffers_counts_duplicates_and_trivial_proposals():
     # 4 valid: the seed copy and the second `new` are duplicates -> 2/4; only the seed copy is trivial -> 1/4
     assert m["propose/duplicate_frac"] == 0.5 and m["propose/trivial_frac"] == 0.25
     assert m["buffer/deduction/added"] == 2 and len(state.buffers[TaskType.DEDUCTION]) == 3
+
+
+def test_seeding_round_outcomes_split_valid_into_added_and_duplicate_and_name_each_failure():
+    state = SelfPlayState(step=0, buffers={t: TaskBuffer.seeded(t, n_inputs=4) for t in TaskType},
+                          rng=random.Random(0))
+    seed, new = state.buffers[TaskType.DEDUCTION].tasks[0], ded(1)
+    props = [Proposal(TaskType.DEDUCTION, "p", "r", Candidate(t.program, t.inputs), task=t)
+             for t in (seed, new, new, ded(2))]
+    props += [Proposal(TaskType.ABDUCTION, "p", "r", FormatError(FormatErrorKind.NO_ANSWER)),
+              Proposal(TaskType.ABDUCTION, "p", "r", FormatError(FormatErrorKind.NO_ANSWER)),
+              Proposal(TaskType.ABDUCTION, "p", "r", Candidate(ID, ("1",)), validation=Validation(InvalidReason.TIMEOUT))]
+    before = {t: len(b) for t, b in state.buffers.items()}
+    grow_buffers_stage(state, props)
+    after = {t: len(b) for t, b in state.buffers.items()}
+    # 4 valid deductions, 2 of them new to the buffer (1 -> 3 tasks); abduction: 2 unparsed, 1 timed out
+    assert round_outcomes(props, before, after) == {
+        TaskType.DEDUCTION: {"added": 2, "duplicate": 2},
+        TaskType.ABDUCTION: {"format:no_answer": 2, "invalid:timeout": 1},
+        TaskType.INDUCTION: {},
+    }
 
 
 class _SilentPolicy:

@@ -648,3 +648,26 @@ def test_buffer_table_by_hand(tmp_path, monkeypatch):
         b.save(tmp_path / f"{t}.jsonl")
     table = learning.buffer_table([tmp_path])
     assert table.splitlines()[-1] == f"| {tmp_path} | 2/1/2 | 2 | 7.7 | 1/2 | 1/2 |"
+
+
+def test_seeding_table_sums_the_rounds_by_hand(tmp_path, monkeypatch):
+    """benchmarks/learning.py --buffers on a seeding directory's rounds.jsonl: outcomes summed over rounds, the
+    failures listed most common first; a directory without the file adds no table."""
+    import importlib.util
+
+    from azr.records import SeedingRound, TaskType
+
+    spec = importlib.util.spec_from_file_location("learning", Path(__file__).parents[1] / "benchmarks" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning", learning)
+    spec.loader.exec_module(learning)
+    assert learning.seeding_table([tmp_path]) == ""
+    sizes = {t: 1 for t in TaskType}
+    rounds = [SeedingRound(2, sizes, {TaskType.INDUCTION: {"added": 1, "invalid:too_few_inputs": 1}}),
+              SeedingRound(4, sizes, {TaskType.INDUCTION: {"duplicate": 1, "format:no_answer": 2,
+                                                           "invalid:too_few_inputs": 3}})]
+    (tmp_path / "rounds.jsonl").write_text("".join(json.dumps(r.to_json()) + "\n" for r in rounds))
+    lines = learning.seeding_table([tmp_path]).splitlines()
+    assert lines[2] == f"| {tmp_path} | deduction | 0 | 0 | 0 | – |"
+    # induction: 2 + 6 proposals; 1 added, 1 duplicate; 4 too few inputs, 2 unparsed
+    assert lines[4] == f"| {tmp_path} | induction | 8 | 1 | 1 | invalid:too_few_inputs 4, format:no_answer 2 |"

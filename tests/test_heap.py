@@ -46,3 +46,31 @@ def test_fixed_threshold_returns_freed_tensors_and_the_default_keeps_them():
 def test_memory_metrics_are_this_process():
     m = heap.memory_metrics()
     assert 0 < m["memory/rss_gib"] <= m["memory/peak_rss_gib"]
+
+
+STAGES_PROBE = r"""
+import torch
+from azr import heap
+from azr.selfplay import Timer
+base = heap.rss_bytes()
+t = Timer()
+t.start("big")
+x = torch.ones(75 << 20)          # 300 MiB, touched
+del x
+heap.trim()
+t.start("small")
+y = torch.ones(12 << 20)          # 48 MiB
+t.stop()
+mib = lambda b: (b - base) >> 20
+print(bool(t.peak_bytes), mib(t.peak_bytes.get("big", 0)), mib(t.peak_bytes.get("small", 0)), mib(heap.peak_rss_bytes()))
+"""
+
+
+def test_each_stage_has_its_own_peak_and_the_overall_peak_survives_the_resets():
+    """A 300 MiB stage, then a 48 MiB one: the second stage's peak does not carry the first's, and the process's
+    peak (memory/peak_rss_gib) still does."""
+    out = subprocess.run([sys.executable, "-c", STAGES_PROBE], capture_output=True, text=True, check=True)
+    ok, big, small, overall = out.stdout.split()
+    if ok != "True":
+        pytest.skip("this kernel does not let a process reset its RSS high-water mark")
+    assert int(big) >= 290 and 40 <= int(small) < 150 and int(overall) >= 290

@@ -6,7 +6,8 @@ import pytest
 
 from azr.executor import InvalidReason, Validation
 from azr.records import (
-    GROUPS, Candidate, FormatError, FormatErrorKind, Proposal, Role, Rollout, StepBatch, Task, TaskType, group_index,
+    GROUPS, Candidate, FormatError, FormatErrorKind, Proposal, Role, Rollout, SeedingRound, StepBatch, Task, TaskType,
+    group_index,
 )
 
 ID = "def f(x):\n    return x"
@@ -71,6 +72,24 @@ def test_proposal_error_covers_parse_and_validation_failures():
     assert Proposal(TaskType.DEDUCTION, "p", "r", err).error is err
     ok = Proposal(TaskType.DEDUCTION, "p", "r", cand, validation=Validation(None, "1"), task=ded())
     assert ok.valid and ok.error is None
+
+
+def test_proposal_outcome_names_what_became_of_it():
+    cand = Candidate(ID, ("1",))
+    assert Proposal(TaskType.DEDUCTION, "p", "r", FormatError(FormatErrorKind.NO_ANSWER)).outcome == "format:no_answer"
+    assert Proposal(TaskType.DEDUCTION, "p", "r", cand).outcome == "unvalidated"
+    timed_out = Proposal(TaskType.DEDUCTION, "p", "r", cand, validation=Validation(InvalidReason.TIMEOUT))
+    assert timed_out.outcome == "invalid:timeout"
+    assert Proposal(TaskType.DEDUCTION, "p", "r", cand, validation=Validation(None, "1"), task=ded()).outcome == "valid"
+
+
+def test_seeding_round_json_round_trip():
+    rnd = SeedingRound(tries=10, sizes={TaskType.DEDUCTION: 4, TaskType.INDUCTION: 1},
+                       outcomes={TaskType.DEDUCTION: {"added": 3, "format:no_answer": 7}, TaskType.INDUCTION: {}})
+    d = rnd.to_json()
+    assert d == {"tries": 10, "sizes": {"deduction": 4, "induction": 1},
+                 "outcomes": {"deduction": {"added": 3, "format:no_answer": 7}, "induction": {}}}
+    assert SeedingRound.from_json(d) == rnd
 
 
 def test_rollout_invariant_and_advantage():

@@ -21,7 +21,7 @@ from azr import config as C
 from azr.buffers import TaskBuffer
 from azr.checkpoint import latest_checkpoint
 from azr.metrics import read_metrics
-from azr.records import TaskType
+from azr.records import SeedingRound, TaskType
 from azr.train import setup, train
 
 STAGES = ("propose", "validate", "learnability", "solve", "reward", "update")
@@ -77,6 +77,13 @@ def test_artefacts_exist(two_steps):
     # The host a run's numbers depend on: "auto" dtypes resolve per CPU, and the record says to what.
     assert meta["host"]["cpu_count"] >= 1 and meta["host"]["cpu_capability"]
     assert meta["host"]["gen_dtype"] in ("float32", "bfloat16")
+    # seeding logs each round's outcomes: tiny-test proposes 2 per type a round (B*S = 2), so each type's
+    # outcomes sum to 2, and the last round's sizes are the seeded buffers'
+    rounds = [SeedingRound.from_json(json.loads(x)) for x in (run_dir / "seeding" / "rounds.jsonl").read_text().splitlines()]
+    assert [r.tries for r in rounds] == [2 * (i + 1) for i in range(len(rounds))]
+    assert all(sum(r.outcomes[t].values()) == 2 for r in rounds for t in TaskType)
+    for t in TaskType:
+        assert rounds[-1].sizes[t] == len(TaskBuffer.load(run_dir / "seeding" / f"{t}.jsonl", t))
 
 
 def test_parameters_changed(two_steps):
