@@ -79,6 +79,16 @@ def test_cpu_preset_evaluates_with_the_prefix_it_trains_with():
     assert cfg.rollout.solve_prefix == cfg.eval.response_prefix == "<answer>\n"
 
 
+def test_cpu_recipe_trains_lora_adapters_against_the_base_and_quick_is_the_same_learner():
+    """The recipe chosen on the CRUXEval dev split (docs/RESULTS.md §4e): LoRA r16 at lr 1e-4 with KL 0.3 to the
+    base, 4 induction inputs, the update planned for 12 GiB; the README's main job scales it down, same learner."""
+    cpu, quick = C.finalize(C.cpu()), C.finalize(C.quick())
+    assert (cpu.model.lora_rank, cpu.optim.lr, cpu.optim.kl_coef, cpu.optim.mini_batches) == (16, 1e-4, 0.3, 1)
+    assert cpu.optim.uses_kl and cpu.selfplay.n_induction_inputs == 4 and cpu.run.memory_limit_gib == 12.0
+    assert (quick.model, quick.optim, quick.rollout) == (cpu.model, cpu.optim, cpu.rollout)
+    assert quick.selfplay.n_mc == 2 and quick.run.steps == 3
+
+
 def test_config_dict_roundtrip():
     cfg = C.tiny_test()
     assert C.from_dict(json.loads(json.dumps(C.to_dict(cfg)))) == cfg
