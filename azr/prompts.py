@@ -74,7 +74,7 @@ ABDUCTION_PROPOSE = (
 )
 
 INDUCTION_PROPOSE = (
-    "Write {n} different inputs for the function `f` below, and a message that says what `f` does. "
+    "Write at least {n} different inputs for the function `f` below, and a message that says what `f` does. "
     "The puzzle: from the message and half of the inputs with their outputs, write `f`. "
     "Each input is the arguments of `f` (Python literals separated by commas) in its own input block. "
     "Good inputs cover what `f` can take and give varied outputs; a good message helps without giving "

@@ -253,7 +253,7 @@ def test_propose_prompts_show_buffer_references_unless_the_no_references_ablatio
     assert len(proposals) == 12
     for p in proposals:
         if p.type is TaskType.INDUCTION:  # conditioned on its sampled program alone, with a fixed format example
-            assert p.references == (induction.format_example(n),) and "Hello World" not in p.prompt
+            assert p.references == (induction.format_example(n + induction.EXAMPLE_EXTRA_INPUTS),) and "Hello World" not in p.prompt
         elif use_references:
             assert len(p.references) == 3 and all(r in bufs[p.type] for r in p.references)
             shown = [r for r in p.references if r.program != ID]

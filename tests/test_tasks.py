@@ -196,15 +196,18 @@ def test_propose_prompts_show_references_in_the_answer_format():
     p = induction.propose_prompt([seed], upper)
     [example] = re.findall(r"<answer>\n.*?</answer>", p, re.DOTALL)
     assert induction.parse_proposal(example, seed.program) == Candidate(seed.program, seed.inputs, seed.message)
-    assert "def f(s):\n    return s.upper()" in p and f"Write {N_INPUTS} different inputs" in p
+    assert "def f(s):\n    return s.upper()" in p and f"Write at least {N_INPUTS} different inputs" in p
     # the source task's own input is shown as one call that runs, after its program
     assert p.endswith(f"return s.upper()\n```\nA call that runs: `f('abc')`\n\n{prompts.format_line(1)}")
     # What self-play shows: the format example, never the induction buffer (whose seed fits any one-argument f).
     refs = induction.propose_references(lambda: pytest.fail("the induction buffer was drawn from"), N_INPUTS)
     p = induction.propose_prompt(refs, upper)
     [example] = re.findall(r"<answer>\n.*?</answer>", p, re.DOTALL)
-    ex = induction.format_example(N_INPUTS)
-    assert refs == [ex] and induction.parse_proposal(example, ex.program) == Candidate(ex.program, ex.inputs, ex.message)
+    ex = induction.format_example(N_INPUTS + induction.EXAMPLE_EXTRA_INPUTS)  # more than asked: the surplus is dropped
+    assert refs == [ex]
+    # parsed as a proposal, the example is valid: the last N of its inputs are kept
+    got = induction.parse_proposal(example, ex.program)
+    assert got == Candidate(ex.program, ex.inputs[-N_INPUTS:], ex.message)
     assert "Hello World" not in p and seed.message not in p
     with pytest.raises(ValueError):
         induction.propose_prompt([seed])

@@ -70,9 +70,16 @@ def format_example(n_inputs: int = base.N_INPUTS) -> Task:
                 "Keep the first n letters of the word.", tuple(range(half)), tuple(range(half, n_inputs)))
 
 
+EXAMPLE_EXTRA_INPUTS = 2
+"""The format example shows this many inputs more than a proposal must write: a 0.5B proposer writes one or two
+fewer than it is shown (asked for 6 with 6 shown, 7 of 8 short proposals had 4 or 5; asked for 4, they had 3),
+and the parser keeps the last N of any surplus."""
+
+
 def propose_references(draw: Callable[[], list[Task]], n_inputs: int = base.N_INPUTS) -> list[Task]:
-    """The format example alone; the induction buffer is never drawn from for a propose prompt."""
-    return [format_example(n_inputs)]
+    """The format example alone, with `EXAMPLE_EXTRA_INPUTS` more inputs than asked for; the induction buffer is
+    never drawn from for a propose prompt."""
+    return [format_example(n_inputs + EXAMPLE_EXTRA_INPUTS)]
 
 
 def propose_sources(buffers: Mapping[TaskType, Iterable[Task]], count: int, rng: random.Random) -> list[Task | None]:
