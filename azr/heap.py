@@ -61,9 +61,9 @@ _peak_before_reset = 0
 """The highest RSS seen before the last `reset_peak`: what `peak_rss_bytes` adds to the kernel's mark after it."""
 
 
-def _hwm_bytes() -> int:
-    """The kernel's high-water mark of this process's RSS: VmHWM (reset by `reset_peak`), else ru_maxrss (KiB on
-    Linux), which it updates lazily; or the RSS now if that is higher."""
+def peak_since_reset_bytes() -> int:
+    """The highest RSS since the last successful `reset_peak` (since the start, if none): the kernel's high-water
+    mark, VmHWM, else ru_maxrss (KiB on Linux), which it updates lazily; or the RSS now if that is higher."""
     try:
         with open("/proc/self/status") as f:
             hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
@@ -77,7 +77,7 @@ def reset_peak() -> bool:
     `peak_since_reset_bytes` measures one stretch of work, such as a stage of a step. The process's overall peak
     is kept for `peak_rss_bytes`. False where the kernel does not allow it; the mark then runs on."""
     global _peak_before_reset
-    _peak_before_reset = max(_peak_before_reset, _hwm_bytes())
+    _peak_before_reset = max(_peak_before_reset, peak_since_reset_bytes())
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -86,14 +86,9 @@ def reset_peak() -> bool:
         return False
 
 
-def peak_since_reset_bytes() -> int:
-    """The highest RSS since the last successful `reset_peak` (since the start, if none)."""
-    return _hwm_bytes()
-
-
 def peak_rss_bytes() -> int:
     """The highest RSS this process has had so far, across resets."""
-    return max(_peak_before_reset, _hwm_bytes())
+    return max(_peak_before_reset, peak_since_reset_bytes())
 
 
 def memory_metrics() -> dict[str, float]:

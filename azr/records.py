@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Sequence
+from collections import Counter
+from typing import Any, Iterable, Sequence
 
 from azr.executor import Validation
 
@@ -307,6 +308,15 @@ class SeedingRound:
     def to_json(self) -> dict[str, Any]:
         return {"tries": self.tries, "sizes": {str(t): n for t, n in self.sizes.items()},
                 "outcomes": {str(t): dict(c) for t, c in self.outcomes.items()}}
+
+    @staticmethod
+    def totals(rounds: Iterable[SeedingRound]) -> dict[TaskType, Counter[str]]:
+        """Each task type's outcomes summed over `rounds` (every type present, empty where none)."""
+        out: dict[TaskType, Counter[str]] = {t: Counter() for t in TaskType}
+        for r in rounds:
+            for t, c in r.outcomes.items():
+                out[t].update(c)
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SeedingRound:

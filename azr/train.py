@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -328,15 +327,14 @@ def seed(run: Run, progress) -> None:
     out = run.dir / "seeding"
     if run.is_main:
         out.mkdir(exist_ok=True)
-    totals: dict[TaskType, Counter] = {t: Counter() for t in TASK_TYPES}
+    rounds: list[SeedingRound] = []
 
     def show(sizes, tries):
         progress.update(task, completed=sum(min(v, target) for v in sizes.values()),
                         description="seeding " + " ".join(f"{t[:3]}={v}" for t, v in sizes.items()) + f" tries={tries}")
 
     def on_round(rnd: SeedingRound):
-        for t, c in rnd.outcomes.items():
-            totals[t].update(c)
+        rounds.append(rnd)
         if run.is_main:
             for t, b in run.state.buffers.items():
                 b.save(out / f"{t}.jsonl")
@@ -347,8 +345,8 @@ def seed(run: Run, progress) -> None:
     show({t: len(b) for t, b in run.state.buffers.items()}, 0)
     seed_buffers(run.eng, run.state, on_round)
     progress.update(task, completed=target * len(TASK_TYPES))
-    if run.is_main and any(totals.values()):
-        for t, c in totals.items():
+    if run.is_main and rounds:
+        for t, c in SeedingRound.totals(rounds).items():
             progress.console.print(f"seeding {t}: " + ", ".join(f"{k} {v}" for k, v in c.most_common()),
                                    markup=False, highlight=False, soft_wrap=True)
 

@@ -267,9 +267,7 @@ def seeding_table(dirs: list[Path]) -> str:
     """Where seeding's proposals went, from the `rounds.jsonl` that a `seeding/` directory holds: per type, the
     proposals made, how many were added or duplicates, and every failure reason with its count, most common first.
     Empty when no directory has the file (runs from before it was written)."""
-    from collections import Counter
-
-    from azr.records import SeedingRound, TaskType
+    from azr.records import SeedingRound
 
     lines = _header("seeding", "type", "proposals", "added", "duplicate", "failed: reason count, most common first")
     for d in dirs:
@@ -277,10 +275,7 @@ def seeding_table(dirs: list[Path]) -> str:
         if not path.is_file():
             continue
         rounds = [SeedingRound.from_json(json.loads(x)) for x in path.read_text().splitlines() if x.strip()]
-        for t in TaskType:
-            c = Counter()
-            for r in rounds:
-                c.update(r.outcomes.get(t, {}))
+        for t, c in SeedingRound.totals(rounds).items():
             added, dup = c.pop("added", 0), c.pop("duplicate", 0)
             fails = ", ".join(f"{k} {v}" for k, v in c.most_common())
             lines.append(f"| {d} | {t} | {added + dup + sum(c.values())} | {added} | {dup} | {fails or '–'} |")

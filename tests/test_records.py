@@ -90,6 +90,9 @@ def test_seeding_round_json_round_trip():
     assert d == {"tries": 10, "sizes": {"deduction": 4, "induction": 1},
                  "outcomes": {"deduction": {"added": 3, "format:no_answer": 7}, "induction": {}}}
     assert SeedingRound.from_json(d) == rnd
+    later = SeedingRound(tries=20, sizes={}, outcomes={TaskType.DEDUCTION: {"added": 1, "duplicate": 2}})
+    assert SeedingRound.totals([rnd, later]) == {TaskType.DEDUCTION: {"added": 4, "duplicate": 2, "format:no_answer": 7},
+                                                 TaskType.ABDUCTION: {}, TaskType.INDUCTION: {}}
 
 
 def test_rollout_invariant_and_advantage():
