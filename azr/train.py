@@ -84,11 +84,10 @@ class Run:
         heap, so without this `--run.memory-limit-gib` would not hold."""
         if stage != "update" or self.memory is None:
             return
-        from azr.heap import trim
         from azr.memory import optimizer_state_bytes, update_budget
         from azr.policy.hf import LearnerBudget
 
-        trim()  # what the rollouts freed goes back to the OS, so RSS and MemAvailable count only what is in use
+        # The stage timer has just trimmed the heap (selfplay.Timer): RSS and MemAvailable count what is in use.
         held = rss_bytes()
         budget = update_budget(self.memory, available=trainer_available(self.cfg, held),
                                optimizer_held=optimizer_state_bytes(self.eng.optimizer))

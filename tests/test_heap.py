@@ -74,3 +74,37 @@ def test_each_stage_has_its_own_peak_and_the_overall_peak_survives_the_resets():
     if ok != "True":
         pytest.skip("this kernel does not let a process reset its RSS high-water mark")
     assert int(big) >= 290 and 40 <= int(small) < 150 and int(overall) >= 290
+
+
+STAGE_TRIM_PROBE = r"""
+import sys, torch
+from azr import heap
+from azr.selfplay import Timer
+if sys.argv[1] == "off":
+    heap.trim = lambda: False     # the stage timer as it was: no trim between stages
+base = heap.rss_bytes()
+t = Timer()
+t.start("rollouts")
+xs = [torch.ones(16 << 10) for _ in range(4800)]   # 300 MiB in 64 KiB blocks: glibc serves them from its heap
+fence = torch.ones(16 << 10)                       # in use above them, so free() cannot shrink the heap's top
+del xs
+t.start("update")
+y = torch.ones(12 << 20)                           # 48 MiB
+t.stop()
+print(bool(t.peak_bytes), (t.peak_bytes.get("update", 0) - base) >> 20)
+"""
+
+
+@pytest.mark.parametrize("trim", ["on", "off"])
+def test_a_stage_does_not_peak_on_the_heap_the_stage_before_freed(trim):
+    """What a stage freed goes back to the OS as the next begins (Timer trims): a 48 MiB stage after one that
+    freed 300 MiB of heap peaks near 48 MiB. Without the trim glibc keeps the 300 MiB and the stage's peak
+    stacks on it (the check that the probe can tell the two apart)."""
+    out = subprocess.run([sys.executable, "-c", STAGE_TRIM_PROBE, trim], capture_output=True, text=True, check=True)
+    ok, update = out.stdout.split()
+    if ok != "True":
+        pytest.skip("this kernel does not let a process reset its RSS high-water mark")
+    if trim == "on":
+        assert 40 <= int(update) < 150
+    else:
+        assert int(update) >= 290

@@ -442,6 +442,47 @@ def test_lora_trains_only_adapters(tmp_path):
     torch.testing.assert_close(a, b, atol=3e-2, rtol=0)
 
 
+def test_lora_frozen_linears_in_the_autocast_dtype_change_no_number(monkeypatch):
+    """Under LoRA with bf16 autocast the frozen linears are stored in bf16 (autocast casts them to it for every
+    matmul anyway): log-probs and adapter gradients equal, bit for bit, those of the same policy with every
+    weight kept in fp32, the path before. Merged copies for saving and export go back to fp32 first."""
+    pytest.importorskip("peft")
+    import azr.policy.hf as hf
+
+    cfg = PolicyConfig(device="cpu", seed=0, lora=LoraSettings(r=4, alpha=8), train_autocast="bfloat16")
+    new = load_policy("tiny", cfg)
+    monkeypatch.setattr(hf, "_store_frozen_linears", lambda model, dtype: None)
+    old = load_policy("tiny", cfg)
+    dtypes = {n: p.dtype for n, p in new.module.named_parameters()}
+    assert any("base_layer" in n for n in dtypes)
+    assert all(d == torch.bfloat16 for n, d in dtypes.items() if "base_layer" in n), dtypes
+    assert all(d == torch.float32 for n, d in dtypes.items() if "lora_" in n or "embed" in n or "norm" in n)
+    assert all(p.dtype == torch.float32 for p in old.module.parameters())
+    with torch.no_grad():  # the same adapters in both, away from B = 0
+        for a, b in zip(new.parameters(), old.parameters()):
+            a.normal_(0, 0.05)
+            b.copy_(a)
+    p_ids, r_ids = _rows(new)
+    results = []
+    for pol in (new, old):
+        out = pol.sequence_logprobs(p_ids, r_ids, grad=True, micro_batch=2)
+        (-out.logprobs.sum()).backward()
+        results.append((out.logprobs.detach(), [p.grad for p in pol.parameters()]))
+    (lp_new, g_new), (lp_old, g_old) = results
+    assert len(g_new) == len(g_old) > 0 and any(g.abs().max() > 0 for g in g_new)
+    torch.testing.assert_close(lp_new, lp_old, rtol=0, atol=0)
+    for a, b in zip(g_new, g_old):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # the merged export is fp32, with the adapters' update added in fp32 to the (bf16-valued) base
+    exported = new.export_weights("float32")
+    assert all(t.dtype == torch.float32 for t in exported.values() if t.is_floating_point())
+    ref = old.export_weights("float32")
+    name = next(n for n in exported if n.endswith("q_proj.weight"))
+    base = next(p for n, p in old.module.named_parameters() if n.endswith("q_proj.base_layer.weight"))
+    delta = ref[name] - base.detach()  # the adapters' update, in fp32
+    torch.testing.assert_close(exported[name], base.detach().to(torch.bfloat16).float() + delta)
+
+
 def test_adapters_off_scores_like_the_base_model_and_leaves_the_adapters_on():
     """The KL reference of a LoRA run: its scores equal a separately loaded base model's, whatever the adapters
     have learned, and the policy scores with its adapters again afterwards."""

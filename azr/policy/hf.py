@@ -28,7 +28,14 @@ from the trainer. (Autograd version counters would be a cheaper "did it change" 
 fused AdamW kernel updates weights without bumping them, so they cannot be trusted.) Under LoRA
 the copy holds the *merged* weights; it is rebuilt only when an adapter weight differs from a
 snapshot taken at the last build (adapters are a few MB, so the exact compare is cheap).
-Training keeps fp32 master weights and runs the forward under ``train_autocast``.
+Training keeps fp32 master weights and runs the forward under ``train_autocast``. Under LoRA with
+autocast, the *frozen* linear layers (every adapted layer's base, and an untied output head) are stored in the
+autocast dtype: autocast casts them to it for every matmul anyway, so no number changes
+(tests/test_policy.py), but each forward no longer makes, and each grad forward no longer saves for backward,
+a cast copy of them (~0.9 GiB on the 0.5B default), and the resident weights shrink by as much. The rest
+(embeddings, norms) stays in ``param_dtype`` and is copied out of the checkpoint's memory map, so that the
+map is released and RSS counts every weight from the start (the memory plan reads RSS; a mapped page counts
+only once a forward touches it).
 
 **Scoring layout.** Prompts are left-padded to the micro-batch's longest prompt P and responses
 right-padded to its longest response T', so every response starts at column P. Position ids are
@@ -179,6 +186,27 @@ def _wrap_lora(peft: Any, model: torch.nn.Module, lora: LoraSettings, seed: int,
         return peft.get_peft_model(model, cfg)
 
 
+def frozen_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    """The linear layers whose weight is frozen and enters only matmuls: not trained, and not the input
+    embedding's table under another name (a tied output head, which the embedding lookup also reads)."""
+    emb = model.get_input_embeddings().weight
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad
+            and m.weight.data_ptr() != emb.data_ptr()]
+
+
+def _store_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Frozen linears in `dtype` (the autocast dtype: their matmuls already run in it), and every other weight
+    and buffer copied into memory of its own (see the module docstring, "Dtypes")."""
+    with torch.no_grad():
+        linears = frozen_linears(model)
+        for m in linears:
+            m.to(dtype)
+        cast = {id(t) for m in linears for t in m.parameters()}
+        for t in [*model.parameters(), *model.buffers()]:
+            if id(t) not in cast and t.device.type == "cpu":
+                t.data = t.data.clone()
+
+
 def encode_chat(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> list[int]:
     """Token ids of a user message after the tokenizer's chat template (plain encoding without one).
 
@@ -245,6 +273,8 @@ class HFPolicy:
             _set_checkpointing(model, True)
         if self.config.lora is not None:
             model = _apply_lora(model, self.config.lora, self.config.seed, adapter)
+            if self._autocast is not None:
+                _store_frozen_linears(model, self._autocast)
         elif adapter is not None:
             raise ValueError("an adapter to continue training needs a LoRA policy (config.lora)")
         model.eval()
@@ -366,6 +396,14 @@ class HFPolicy:
             p.grad = None  # deepcopy copies .grad; the copy never trains
         return gen
 
+    def _merged_copy(self) -> torch.nn.Module:
+        """A copy of the LoRA model with its adapters merged in, every weight in ``param_dtype``: the frozen linears
+        go back up to it before the merge, so the adapters' update is not rounded to their storage dtype."""
+        model = copy.deepcopy(self.model)
+        for m in frozen_linears(model):
+            m.to(self._param_dtype)
+        return model.merge_and_unload()
+
     def set_gradient_checkpointing(self, on: bool) -> None:
         """Turn activation recomputation in the update on or off after loading (the trainer's memory plan does,
         azr/memory.py); ``config.gradient_checkpointing`` follows."""
@@ -386,7 +424,7 @@ class HFPolicy:
         is needed the tensors share storage with the live weights: copy them before the next update if kept."""
         target = torch_dtype(dtype or self.config.gen_dtype)
         with torch.no_grad():
-            model = copy.deepcopy(self.model).merge_and_unload() if self.config.lora is not None else self.model
+            model = self._merged_copy() if self.config.lora is not None else self.model
             return {name: t.detach().to(dtype=target) if t.is_floating_point() else t.detach().clone()
                     for name, t in model.state_dict().items()}
 
@@ -688,7 +726,7 @@ class HFPolicy:
         if lora:
             self.model.save_pretrained(out / "adapter")
         if merged or not lora:
-            model = copy.deepcopy(self.model).merge_and_unload() if lora else self.model
+            model = self._merged_copy() if lora else self.model
             model.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
         meta = {
