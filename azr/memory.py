@@ -11,6 +11,7 @@ model (``estimate_need``):
 * the activations autograd saves during one micro-batch's forward pass, measured on the real model
   (``probe_activations``: three short forwards with ``saved_tensors_hooks`` give a fixed part and a cost per
   prompt token and per response token), times the longest rows the config allows;
+* the output head's gradients in backward, ``HEAD_BACKWARD`` bytes per vocabulary entry per response token;
 * a margin for the backward's temporaries and the allocator's kept heap (``MARGIN``), calibrated against
   measured runs (tests/test_memory.py, benchmarks/README.md "Memory").
 
@@ -168,15 +169,25 @@ def optimizer_state_bytes(optimizer) -> int:
     return sum(v.nbytes for st in optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor))
 
 
-def with_backward(full: ActivationCost, checkpointed: ActivationCost, layers: int
+HEAD_BACKWARD = 16
+"""Bytes per vocabulary entry per response token that the backward of the output head holds at once besides what
+autograd saved: the fp32 gradients of the logits (from the gather and from logsumexp's softmax, and their sum) and
+their cast to the head's dtype. Measured: one row's backward peaks 20-21 V bytes a response token above the state
+before its forward, of which 4.5-5 V were saved (fp32 and bf16 autocast; `benchmarks/head_memory.py`). On the 0.5B
+default (V = 151,936) that is 2.4 MB a response token, which the plan did not count before 2026-12-07: updates of
+the `cpu` preset overran a 12 GiB plan by 0.4-1.7 GiB."""
+
+
+def with_backward(full: ActivationCost, checkpointed: ActivationCost, layers: int, vocab: int
                   ) -> tuple[ActivationCost, ActivationCost]:
     """Both costs plus what backward holds at once on top of the saved activations: one layer's activations
-    (recomputed, under checkpointing) and their gradients, ``2·(full - checkpointed)/layers`` per token."""
+    (recomputed, under checkpointing) and their gradients, ``2·(full - checkpointed)/layers`` per token, and the
+    output head's gradients, ``HEAD_BACKWARD·vocab`` per response token."""
     def plus(c: ActivationCost) -> ActivationCost:
         return ActivationCost(c.fixed, c.per_prompt_token + 2 * (full.per_prompt_token - checkpointed.per_prompt_token)
                               / layers,
                               c.per_response_token + 2 * (full.per_response_token - checkpointed.per_response_token)
-                              / layers)
+                              / layers + HEAD_BACKWARD * vocab)
     return plus(full), plus(checkpointed)
 
 
@@ -262,8 +273,9 @@ def plan_for(policy, cfg, prompt_tokens: int, available: float | None = None, re
     gen_copy = policy.gen_copy_dtype.itemsize if policy.gen_copy_dtype is not None else 0
     response = max(cfg.rollout.max_new_tokens_propose, cfg.rollout.max_new_tokens_solve)
     layers = getattr(policy.module.config, "num_hidden_layers", 1)
+    vocab = policy.module.get_output_embeddings().out_features
     return plan_memory(
-        *with_backward(probe_activations(policy, False), probe_activations(policy, True), layers),
+        *with_backward(probe_activations(policy, False), probe_activations(policy, True), layers, vocab),
         micro_batch=cfg.optim.micro_batch, gradient_checkpointing=cfg.model.gradient_checkpointing,
         prompt_tokens=prompt_tokens, response_tokens=response,
         available=available_bytes() if available is None else available,

@@ -58,7 +58,8 @@ def one_variant(a: argparse.Namespace) -> dict:
     policy = HFPolicy(*small_llama(), pc) if a.model == "small-llama" else load_policy(a.model, pc)
     policy.learner_share_min = 0  # random prompts share nothing; one micro-batch of all rows
     layers = policy.module.config.num_hidden_layers
-    full, ckpt = with_backward(probe_activations(policy, False), probe_activations(policy, True), layers)
+    full, ckpt = with_backward(probe_activations(policy, False), probe_activations(policy, True), layers,
+                               policy.module.get_output_embeddings().out_features)
     optimizer = make_optimizer(list(policy.parameters()), OptimConfig(lr=1e-7))
     n, pcfg = policy.num_parameters(), policy.config
     act = (ckpt if a.ckpt else full).bytes(a.rows, a.prompt_tokens, a.response_tokens)

@@ -34,11 +34,13 @@ def test_estimate_need_by_hand():
     assert (lora.generation_copy, lora.reference) == (0, 0)
 
 
-def test_with_backward_adds_two_layers_worth_by_hand():
+def test_with_backward_adds_two_layers_worth_and_the_heads_gradients_by_hand():
     full, ckpt = ActivationCost(5, 30, 60), ActivationCost(5, 6, 12)
-    f, c = with_backward(full, ckpt, layers=4)  # 2 * (30 - 6) / 4 = 12; 2 * (60 - 12) / 4 = 24
+    f, c = with_backward(full, ckpt, layers=4, vocab=0)  # 2 * (30 - 6) / 4 = 12; 2 * (60 - 12) / 4 = 24
     assert (f.fixed, f.per_prompt_token, f.per_response_token) == (5, 42, 84)
     assert (c.fixed, c.per_prompt_token, c.per_response_token) == (5, 18, 36)
+    f, c = with_backward(full, ckpt, layers=4, vocab=10)  # + 16 * 10 = 160 a response token, none a prompt token
+    assert (f.per_prompt_token, f.per_response_token, c.per_prompt_token, c.per_response_token) == (42, 244, 18, 196)
 
 
 # static = gradients 400 + AdamW 800 = 1200 bytes; the budget is (available - 1200 * 1.25 - RUNTIME) / 1.25.
