@@ -259,6 +259,14 @@ def probe_activations(policy, gradient_checkpointing: bool, *, sizes: Sequence[t
     return ActivationCost(max(fixed, 0.0), max(per_p, 0.0), max(per_r, 0.0))
 
 
+def learner_costs(policy) -> tuple[ActivationCost, ActivationCost]:
+    """What one grad micro-batch of `policy` holds, without and with gradient checkpointing: the probed saved
+    activations (`probe_activations`) plus what backward holds besides them (`with_backward`)."""
+    layers = getattr(policy.module.config, "num_hidden_layers", 1)
+    vocab = policy.module.get_output_embeddings().out_features
+    return with_backward(probe_activations(policy, False), probe_activations(policy, True), layers, vocab)
+
+
 def plan_for(policy, cfg, prompt_tokens: int, available: float | None = None, reference_copy: bool | None = None
              ) -> MemoryPlan:
     """:func:`plan_memory` for a loaded policy and a :class:`~azr.config.TrainConfig`; `prompt_tokens` is the
@@ -272,10 +280,8 @@ def plan_for(policy, cfg, prompt_tokens: int, available: float | None = None, re
     param_bytes = getattr(torch, pc.param_dtype).itemsize
     gen_copy = policy.gen_copy_dtype.itemsize if policy.gen_copy_dtype is not None else 0
     response = max(cfg.rollout.max_new_tokens_propose, cfg.rollout.max_new_tokens_solve)
-    layers = getattr(policy.module.config, "num_hidden_layers", 1)
-    vocab = policy.module.get_output_embeddings().out_features
     return plan_memory(
-        *with_backward(probe_activations(policy, False), probe_activations(policy, True), layers, vocab),
+        *learner_costs(policy),
         micro_batch=cfg.optim.micro_batch, gradient_checkpointing=cfg.model.gradient_checkpointing,
         prompt_tokens=prompt_tokens, response_tokens=response,
         available=available_bytes() if available is None else available,

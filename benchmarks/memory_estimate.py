@@ -49,7 +49,7 @@ def one_variant(a: argparse.Namespace) -> dict:
     import torch
 
     from azr.config import OptimConfig
-    from azr.memory import estimate_need, probe_activations, with_backward
+    from azr.memory import estimate_need, learner_costs
     from azr.policy import PolicyConfig, load_policy
     from azr.policy.hf import HFPolicy
     from azr.train import make_optimizer
@@ -57,9 +57,7 @@ def one_variant(a: argparse.Namespace) -> dict:
     pc = PolicyConfig(device="cpu", seed=0, gradient_checkpointing=a.ckpt)
     policy = HFPolicy(*small_llama(), pc) if a.model == "small-llama" else load_policy(a.model, pc)
     policy.learner_share_min = 0  # random prompts share nothing; one micro-batch of all rows
-    layers = policy.module.config.num_hidden_layers
-    full, ckpt = with_backward(probe_activations(policy, False), probe_activations(policy, True), layers,
-                               policy.module.get_output_embeddings().out_features)
+    full, ckpt = learner_costs(policy)
     optimizer = make_optimizer(list(policy.parameters()), OptimConfig(lr=1e-7))
     n, pcfg = policy.num_parameters(), policy.config
     act = (ckpt if a.ckpt else full).bytes(a.rows, a.prompt_tokens, a.response_tokens)
