@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from azr.eval import SUITES
-from azr.eval.cruxeval import in_split
+from azr.eval.cruxeval import NATIVE_FAILURES, in_split, native_failure
 from azr.eval.runner import (Comparison, EvalReport, ItemResult, default_data, plot_comparison, read_report,
                              resolve_model, save_figure, slug)
 from azr.eval.stats import discordant, mcnemar_exact
@@ -106,6 +106,17 @@ class SplitResult(Paired):
     none), by the prompts of the code at hand: reports made with other prompts read 0. A fixed example's answer
     became the abduction solver's answer to everything once (issue 16)."""
     example_copies_after: int
+    failures_before: tuple[int, ...] = ()
+    """Native style only: the format errors by `native_failure`'s kinds, in `NATIVE_FAILURES` order (unclosed,
+    no assertion, invalid); empty in the azr style. A drift towards the self-play answer form shows as
+    ``no_assertion``."""
+    failures_after: tuple[int, ...] = ()
+
+
+def failure_counts(items: list[ItemResult]) -> tuple[int, ...]:
+    """Native-style format errors by kind (`NATIVE_FAILURES` order), from each item's first response."""
+    kinds = [native_failure(it.responses[0]) for it in items if it.answers[0] is None]
+    return tuple(kinds.count(k) for k in NATIVE_FAILURES)
 
 
 def merge(reports: list[EvalReport]) -> dict[str, dict[str, ItemResult]]:
@@ -160,7 +171,9 @@ def analyse(before: dict[str, dict[str, ItemResult]], after: dict[str, dict[str,
                     valid_acc_after=_acc(a), both_valid=len(both), valid_wins=vw, valid_losses=vl,
                     valid_p=mcnemar_exact(vl, vw),
                     win_copies=sum(_same(after[suite][i].answers[0], rows[i][field]) for i in wins),
-                    copy_rule_correct=sum(rule_ok[i] for i in part), example_copies_before=ex_b, example_copies_after=ex_a))
+                    copy_rule_correct=sum(rule_ok[i] for i in part), example_copies_before=ex_b, example_copies_after=ex_a,
+                    failures_before=failure_counts(b) if style == "native" else (),
+                    failures_after=failure_counts(a) if style == "native" else ()))
     finally:
         pool.close()
     return out
@@ -187,17 +200,25 @@ def _beyond(r: Paired) -> str:
     return f"{r.items}, {r.before:.3f} → {r.after:.3f}, {r.wins}/{r.losses}, {r.p:.2g}"
 
 
+def _kinds(before: tuple[int, ...], after: tuple[int, ...]) -> str:
+    if not before:
+        return "–"
+    return "/".join(map(str, before)) + " → " + "/".join(map(str, after))
+
+
 def markdown(results: list[SplitResult]) -> str:
     lines = _header("suite", "split", "items", "before", "after", "W/L", "p", "format errors before → after",
                     "acc. among format-valid before → after", "both valid: W/L, p", "new wins that copy",
                     "copy rule alone", "beyond it: items, before → after, W/L, p",
-                    "example's answer repeated before → after")
+                    "example's answer repeated before → after",
+                    "native format errors (unclosed/no assertion/invalid) before → after")
     for r in results:
         lines.append(f"| {r.suite} | {r.split} | {r.items} | {r.before:.3f} | {r.after:.3f} | {r.wins}/{r.losses} | "
                      f"{r.p:.2g} | {r.format_errors_before} → {r.format_errors_after} | "
                      f"{r.valid_acc_before:.3f} → {r.valid_acc_after:.3f} | {r.valid_wins}/{r.valid_losses}, "
                      f"{r.valid_p:.2g} (n={r.both_valid}) | {r.win_copies}/{r.wins} | {r.copy_rule_correct} | "
-                     f"{_beyond(r.beyond_copy)} | {r.example_copies_before} → {r.example_copies_after} |")
+                     f"{_beyond(r.beyond_copy)} | {r.example_copies_before} → {r.example_copies_after} | "
+                     f"{_kinds(r.failures_before, r.failures_after)} |")
     return "\n".join(lines)
 
 

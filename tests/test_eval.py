@@ -139,6 +139,22 @@ def test_native_extraction_follows_the_reference_scorer(response, output, input_
     assert I.extract(response, "native") == input_
 
 
+@pytest.mark.parametrize("response, kind", [
+    ("Here's a step-by-step breakdown of how the code", "unclosed"),  # out of tokens in prose
+    ("[ANSWER]assert f('1000000000000000000000", "unclosed"),  # out of tokens in a repeated digit
+    ("[ANSWER] ['123', '23', '3'][/ANSWER]", "no_assertion"),  # a bare input: the self-play abduction form
+    ("[ANSWER]The output is 3[/ANSWER]", "no_assertion"),
+    ("[ANSWER]assert f(1) == f(1)[/ANSWER]", "invalid"),  # an output that calls f
+    ("[ANSWER]assert g(1) == 2[/ANSWER]", "invalid"),  # CRUXEval-I needs a call of f
+    ("[ANSWER]assert f(x=1) == 2[/ANSWER]", "invalid"),  # keywords
+])
+def test_native_failure_kinds(response, kind):
+    from azr.eval.cruxeval import native_failure
+
+    assert native_failure(response) == kind
+    assert None in (O.extract(response, "native"), I.extract(response, "native"))  # a reply that fails somewhere
+
+
 # -- HumanEval-style scoring --------------------------------------------------------------------
 
 HE_PROMPT = 'from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    """Sum of xs."""\n'
@@ -544,6 +560,16 @@ def test_learning_analysis_by_hand(cruxeval_rows, monkeypatch):
     assert (m.suite, m.items, m.before, m.after, m.wins, m.losses, m.p) == ("math", 2, 0.0, 0.5, 1, 0, 1.0)
     assert (m.format_errors_before, m.format_errors_after) == (1, 0)
     assert "| math | 2 | 0.000 | 0.500 | 1/0 | 1 | 1 → 0 |" in learning.other_markdown([m])
+    assert (all_.failures_before, learning.markdown([all_]).endswith("| 0 → 1 | – |")) == ((), True)  # azr style
+    # native style: the format errors by kind, from the responses (sample_1's after is a bare input literal)
+    def native(*items):
+        res = tuple(ItemResult(i, (r,), (None,), (False,)) for i, r in items)
+        return learning.merge([EvalReport("m", {}, (SuiteResult("cruxeval-i", len(res), 1, {}, 0.0, 0.0, 0, res),))])
+    nb = native(("sample_0", "Step by step"), ("sample_1", "[ANSWER]assert g(1) == 2[/ANSWER]"))
+    na = native(("sample_0", "[ANSWER]assert f(1"), ("sample_1", "[ANSWER] [1, 2][/ANSWER]"))
+    [r] = learning.analyse(nb, na, CRUXEVAL, ["test"], "native")
+    assert (r.failures_before, r.failures_after) == ((1, 0, 1), (1, 1, 0))
+    assert learning.markdown([r]).endswith("| 1/0/1 → 1/1/0 |")
 
 
 def test_ablation_table_by_hand(tmp_path, monkeypatch, capsys):

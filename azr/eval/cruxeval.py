@@ -135,6 +135,21 @@ def native_input(response: str) -> str | None:
     return ", ".join(ast.unparse(a) for a in call.args)
 
 
+NATIVE_FAILURES = ("unclosed", "no_assertion", "invalid")
+"""Why a native-style reply yields no answer (`native_failure`), in the order reports list them."""
+
+
+def native_failure(response: str) -> str:
+    """Why a native-style reply that yields no answer failed: ``unclosed`` when it never closes an ``[ANSWER]``
+    block (it ran out of tokens, often in prose or a repeated digit, or never answered in tags); ``no_assertion``
+    when a closed block holds no ``assert ... == ...`` line (for CRUXEval-I that includes a bare input literal,
+    the form the self-play abduction solver answers in); ``invalid`` when the block has an assertion whose answer
+    the reference scorer rejects (an output that calls ``f``, a call of another function, keyword arguments)."""
+    if "[/ANSWER]" not in response:
+        return "unclosed"
+    return "invalid" if _native_assertion(response) is not None else "no_assertion"
+
+
 def _score_output(pool: SandboxPool, items: Sequence[EvalItem], answers: Sequence[str | None]) -> list[bool]:
     """CRUXEval-O: output answers are literals, so comparing values needs no execution."""
     return [a is not None and values_equal(a, it.output) for it, a in zip(items, answers, strict=True)]
