@@ -321,6 +321,8 @@ def cpu() -> TrainConfig:
     * The update plans for a 12 GiB trainer (`run.memory_limit_gib`): micro-batches are cut to fit what the
       process holds as each update begins. Rollouts are not capped by it.
     * Seeding stops after 30 generations per type; the step loop tops short batches up from the buffers.
+    * `--eval-every N` probes the first 50 dev items of CRUXEval-O and -I in their native style: what the recipe
+      loses first is CRUXEval's own answer form (bare values in the tags), which the self-play format cannot show.
     """
     return TrainConfig(
         model=ModelConfig(lora_rank=16),
@@ -329,7 +331,7 @@ def cpu() -> TrainConfig:
         selfplay=SelfPlayConfig(batch_size=4, n_mc=4, n_induction_inputs=4, seed_max_tries=30),
         optim=OptimConfig(lr=1e-4, kl_coef=0.3, micro_batch=4),
         run=RunConfig(name="azr-cpu", steps=15, memory_limit_gib=12.0),
-        eval=TrainEvalConfig(limit=50, split="dev", prompt_style="azr", response_prefix="<answer>\n"),
+        eval=TrainEvalConfig(limit=50, split="dev", prompt_style="native"),
     )
 
 

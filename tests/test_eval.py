@@ -221,8 +221,9 @@ def test_eval_defaults_to_the_native_style():
     from azr.config import EvalCommand, EvalConfig, cpu
 
     assert EvalConfig().prompt_style == "native" and EvalCommand().eval.prompt_style == "native"
-    # The cpu recipe's in-training eval measures what its solver trains on: the azr format with its prefix.
-    assert cpu().eval.prompt_style == "azr" and cpu().eval.response_prefix == "<answer>\n"
+    # The cpu recipe's in-training probe watches the native style, where its drift shows (docs/RESULTS.md 4g).
+    assert cpu().eval.prompt_style == "native" and cpu().eval.response_prefix == ""
+    assert cpu().eval.suites == ["cruxeval-o", "cruxeval-i"] and cpu().eval.split == "dev"
 
 
 def test_humaneval_rows_load_from_gzipped_jsonl(tmp_path):

@@ -74,11 +74,6 @@ def test_response_prefixes_typed_with_backslash_n_become_newlines():
     assert C.finalize_eval(C.EvalConfig(response_prefix="<answer>\\n")).response_prefix == "<answer>\n"
 
 
-def test_cpu_preset_evaluates_with_the_prefix_it_trains_with():
-    cfg = C.finalize(C.cpu())
-    assert cfg.rollout.solve_prefix == cfg.eval.response_prefix == "<answer>\n"
-
-
 def test_cpu_recipe_trains_lora_adapters_against_the_base_and_quick_is_the_same_learner():
     """The recipe chosen on the CRUXEval dev split (docs/RESULTS.md §4e): LoRA r16 at lr 1e-4 with KL 0.3 to the
     base, 4 induction inputs, the update planned for 12 GiB; the README's main job scales it down, same learner."""
