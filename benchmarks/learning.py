@@ -18,7 +18,8 @@ Per suite and split it prints pass@1 before/after with McNemar's exact p; accura
 answers (an answer could be extracted) before/after, with the paired test on the items both models
 answered in format, so that a gain made of fewer format errors shows as such; and how many of the new
 wins are a verbatim copy of what the prompt shows (CRUXEval-I: the output given back as the input;
-CRUXEval-O: the input given back as the output), next to how far that copy rule alone gets. The last
+CRUXEval-O: the input given back as the output), next to how far that copy rule alone gets; and in the native
+style its format errors by kind (no closed block, no assertion in it, an assertion the scorer rejects). The last
 line per suite is ``suite=... before=... after=... ratio=... p=...`` (all items given).
 Reports of other suites (math, HumanEval) given among the parts get a paired no-regression table.
 
